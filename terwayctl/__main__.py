@@ -1,0 +1,3 @@
+from terwayctl.cli.app import main
+
+main()

@@ -1,0 +1,163 @@
+"""`terwayctl capacity`: pods per ECS instance type from ENI quotas."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from terwayctl.cli.options import TabularOutput, TabularOutputOption
+from terwayctl.cli.render import emit_structured, make_console
+from terwayctl.core import defaults
+from terwayctl.core.capacity import Capacity, CapacityOptions, explain, report
+from terwayctl.core.eniconf import EniCaps, eni_caps_from_conf, parse_eni_conf_text
+from terwayctl.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class Mode(str, Enum):
+    all = "all"
+    eniip = "eniip"
+    eni = "eni"
+    trunk = "trunk"
+
+
+class SortKey(str, Enum):
+    name = "name"
+    pods = "pods"
+    vcpu = "vcpu"
+    memory = "memory"
+
+
+NOTES_SHOWN_UP_TO = 10
+
+
+def capacity(
+    types: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer needs Optional for variadic arguments
+        typer.Argument(help="Instance types or globs such as 'ecs.g6.*'; none means the whole catalog."),
+    ] = None,
+    family: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--family", help="Every type of a family, e.g. ecs.g7 (repeatable)."),
+    ] = None,
+    mode: Annotated[Mode, typer.Option(help="Terway mode to count pods for; 'all' shows every mode and uses eniip for --min-pods, --sort pods and max-pods.", case_sensitive=False)] = Mode.all,
+    min_pods: Annotated[Optional[int], typer.Option("--min-pods", min=0, help="Only types that reach this many pods in the chosen mode.")] = None,  # noqa: UP045
+    ipv6: Annotated[bool, typer.Option("--ipv6", help="Dual stack: flag types whose ENIs cannot carry as many IPv6 as IPv4 addresses.")] = False,
+    sort: Annotated[SortKey, typer.Option(help="Sort key (ascending; unknown values last).", case_sensitive=False)] = SortKey.name,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Sort descending.")] = False,
+    host_network_pods: Annotated[int, typer.Option("--host-network-pods", min=0, help="Host-network pods per node (terway, kube-proxy) added to the recommended --max-pods.")] = defaults.DEFAULT_HOST_NETWORK_PODS,
+    eni_conf: Annotated[Optional[Path], typer.Option("--eni-conf", help="eni_conf JSON file: apply its max_eni, eni_cap_ratio and eni_cap_shift.")] = None,  # noqa: UP045
+    explain_: Annotated[bool, typer.Option("--explain", help="Print the formulas with the numbers put in, for one type.")] = False,
+    output: TabularOutputOption = TabularOutput.table,
+) -> None:
+    """How many pods fit on an ECS instance type, from its ENI quotas."""
+    from terwayctl.data import embedded_catalog, provenance
+
+    options = CapacityOptions(
+        mode=mode.value,
+        ipv6=ipv6,
+        host_network_pods=host_network_pods,
+        caps=_read_caps(eni_conf),
+    )
+    catalog = embedded_catalog()
+    if explain_:
+        name = _single_type_for_explain(types or [], family or [])
+        it = catalog.select([name], [])[0]
+        for line in explain(it, options, catalog.source, provenance(it.name)):
+            typer.echo(line)
+        return
+    chosen = catalog.select(types or [], family or [])
+    rows = report(chosen, options, catalog.source, min_pods=min_pods, sort=sort.value, reverse=reverse)
+    if output is TabularOutput.table:
+        print_capacity_table(make_console(), rows, options)
+    else:
+        emit_structured(rows, output.value)
+
+
+def _read_caps(path: Path | None) -> EniCaps:
+    if path is None:
+        return EniCaps()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read --eni-conf {path}: {exc.strerror}") from None
+    return eni_caps_from_conf(parse_eni_conf_text(text, str(path)), str(path))
+
+
+def _single_type_for_explain(types: list[str], families: list[str]) -> str:
+    if len(types) != 1 or families or any(ch in types[0] for ch in "*?["):
+        raise InvalidInput(
+            "--explain takes exactly one instance type name",
+            hint="e.g. terwayctl capacity --explain ecs.g7.4xlarge",
+        )
+    return types[0]
+
+
+def print_capacity_table(console: Console, rows: list[Capacity], options: CapacityOptions) -> None:
+    from rich.table import Table
+
+    mode = options.mode
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    columns = ["TYPE", "vCPU", "MEM GiB", "ENIs", "IPv4/ENI", "IPv6/ENI"]
+    columns += _mode_columns(mode) + ["DUAL-STACK", "MAX-PODS"]
+    for title in columns:
+        table.add_column(title, justify="left" if title == "TYPE" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*_cells(row, mode))
+    console.print(table)
+    _print_footer(console, rows, options)
+
+
+def _mode_columns(mode: str) -> list[str]:
+    return {
+        "all": ["SHARED", "EXCLUSIVE", "TRUNK"],
+        "eniip": ["SHARED"],
+        "eni": ["EXCLUSIVE"],
+        "trunk": ["SHARED", "TRUNK"],
+    }[mode]
+
+
+def _cells(row: Capacity, mode: str) -> list[str]:
+    by_column = {
+        "SHARED": _pods_cell(row.shared_eni_pods, row.shared_eni_ok),
+        "EXCLUSIVE": _pods_cell(row.exclusive_eni_pods, row.exclusive_eni_ok),
+        "TRUNK": _text(row.trunk_pods),
+    }
+    memory = None if row.memory_gib is None else f"{row.memory_gib:g}"
+    cells = [row.name, _text(row.vcpu), _text(memory), _text(row.enis), _text(row.ipv4_per_eni), _text(row.ipv6_per_eni)]
+    cells += [by_column[c] for c in _mode_columns(mode)]
+    dual = "?" if row.dual_stack is None else ("yes" if row.dual_stack else "no")
+    return [*cells, dual, _text(row.max_pods)]
+
+
+def _pods_cell(pods: int | None, meets_minimum: bool | None) -> str:
+    if pods is None:
+        return "?"
+    return f"{pods}*" if meets_minimum is False else str(pods)
+
+
+def _text(value: object) -> str:
+    return "?" if value is None else str(value)
+
+
+def _print_footer(console: Console, rows: list[Capacity], options: CapacityOptions) -> None:
+    sources = sorted({r.source for r in rows})
+    console.print(f"{len(rows)} type(s); source: {', '.join(sources) or '-'}")
+    console.print(
+        f"* below the ACK minimum (shared > {defaults.ACK_MIN_SHARED_ENI_PODS}, "
+        f"exclusive > {defaults.ACK_MIN_EXCLUSIVE_ENI_PODS}): such a node cannot join; "
+        f"? unknown in the catalog. MAX-PODS = {rows[0].max_pods_mode if rows else 'eniip'} pod IPs "
+        f"+ {options.host_network_pods} host-network pods."
+    )
+    noted = [r for r in rows if r.notes]
+    if 0 < len(noted) <= NOTES_SHOWN_UP_TO:
+        for row in noted:
+            for note in row.notes:
+                console.print(f"{row.name}: {note}")
+    elif noted:
+        console.print(f"{len(noted)} type(s) have unknown figures; -o json shows why.")

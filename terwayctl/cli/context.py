@@ -1,0 +1,22 @@
+"""Global options, collected once by the root callback and handed to commands via ctx.obj."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import typer
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Options every command may read; None means 'resolve from the environment or profile'."""
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint: str | None = None
+    debug: bool = False
+
+
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    root = ctx.find_root()
+    return root.obj if isinstance(root.obj, GlobalOptions) else GlobalOptions()

@@ -1,0 +1,76 @@
+"""Structured output (json, yaml, csv) and the console factory for tables.
+
+JSON and YAML go through `dataclasses.asdict`, never through rich markup; rich is imported
+only when a table is printed, to keep start-up lean.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def to_plain(value: Any) -> Any:
+    """Dataclasses, tuples and mappings as JSON-ready lists and dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def emit_structured(data: Any, fmt: str, stream: TextIO | None = None) -> None:
+    """Write `data` as json, yaml or csv (csv takes a list of flat objects)."""
+    out = stream or sys.stdout
+    plain = to_plain(data)
+    if fmt == "json":
+        out.write(json.dumps(plain, indent=2) + "\n")
+    elif fmt == "yaml":
+        import yaml
+
+        out.write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
+    elif fmt == "csv":
+        _write_csv(plain, out)
+    else:
+        raise ValueError(f"not a structured format: {fmt}")
+
+
+def _write_csv(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+    if not rows:
+        return
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return value
+
+
+PIPED_WIDTH = 400
+
+
+def make_console(stream: TextIO | None = None, width: int | None = None) -> Console:
+    from rich.console import Console
+
+    out = stream or sys.stdout
+    if width is None and not out.isatty():
+        # Piped output must not be squeezed to 80 columns; lines stay as long as their content.
+        width = PIPED_WIDTH
+    return Console(file=out, width=width, highlight=False, soft_wrap=True)
