@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 import typer
 
 from terwayctl import __version__
-from terwayctl.cli import capacity, completion, plan
+from terwayctl.cli.completion import COMPLETE_VAR
 from terwayctl.cli.context import GlobalOptions
 from terwayctl.cli.errors import run_guarded
 
@@ -53,16 +55,63 @@ def root(
     ctx.obj = GlobalOptions(region=region, profile=profile, endpoint=endpoint, debug=debug)
 
 
-app.command("capacity")(capacity.capacity)
-app.add_typer(plan.app, name="plan")
-app.command("completion")(completion.completion)
+# Every command: name -> (module, attribute). A typer.Typer attribute becomes a command group,
+# a function a single command. To add a command, add a line here.
+# Only the command being run is imported, so one command's imports never slow another's start-up.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "capacity": ("terwayctl.cli.capacity", "capacity"),
+    "completion": ("terwayctl.cli.completion", "completion"),
+    "plan": ("terwayctl.cli.plan", "app"),
+}
+GLOBAL_OPTIONS_WITH_VALUE = {"--region", "--profile", "--endpoint"}
+
+
+def register(names: Iterable[str]) -> typer.Typer:
+    """Attach the named commands (once each) to the root app and return it."""
+    known = {info.name for info in app.registered_commands} | {info.name for info in app.registered_groups}
+    for name in names:
+        if name in known:
+            continue
+        module, attribute = COMMANDS[name]
+        target = getattr(importlib.import_module(module), attribute)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
+
+
+def full_app() -> typer.Typer:
+    """The app with every command, for help, completion and the generated reference."""
+    return register(COMMANDS)
+
+
+def _command_named_in(args: Sequence[str]) -> str | None:
+    """The command that argv runs, skipping global options; None when it names none."""
+    skip_value = False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+        elif arg in GLOBAL_OPTIONS_WITH_VALUE:
+            skip_value = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on `argv` (default sys.argv) and return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get(COMPLETE_VAR):
+        # The shell is asking for completions: typer only registers its shell classes on demand.
+        from typer._completion_classes import completion_init
+
+        completion_init()
+    command = _command_named_in(args)
+    wanted = [command] if command in COMMANDS and not os.environ.get(COMPLETE_VAR) else list(COMMANDS)
+    cli_app = register(wanted)
     return run_guarded(
-        lambda: app(args=args, prog_name="terwayctl", standalone_mode=False),
+        lambda: cli_app(args=args, prog_name="terwayctl", standalone_mode=False),
         debug="--debug" in args,
     )
 

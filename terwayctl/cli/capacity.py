@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+import sys
+from typing import Annotated, Optional, TextIO
 
 import typer
 
 from terwayctl.cli.options import TabularOutput, TabularOutputOption
-from terwayctl.cli.render import emit_structured, make_console
+from terwayctl.cli.render import emit_structured
+from terwayctl.cli.table import write_table
 from terwayctl.core import defaults
 from terwayctl.core.capacity import Capacity, CapacityOptions, explain, report
 from terwayctl.core.eniconf import EniCaps, eni_caps_from_conf, parse_eni_conf_text
 from terwayctl.core.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 
 class Mode(str, Enum):
@@ -74,7 +73,7 @@ def capacity(
     chosen = catalog.select(types or [], family or [])
     rows = report(chosen, options, catalog.source, min_pods=min_pods, sort=sort.value, reverse=reverse)
     if output is TabularOutput.table:
-        print_capacity_table(make_console(), rows, options)
+        print_capacity_table(sys.stdout, rows, options)
     else:
         emit_structured(rows, output.value)
 
@@ -98,19 +97,11 @@ def _single_type_for_explain(types: list[str], families: list[str]) -> str:
     return types[0]
 
 
-def print_capacity_table(console: Console, rows: list[Capacity], options: CapacityOptions) -> None:
-    from rich.table import Table
-
-    mode = options.mode
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    columns = ["TYPE", "vCPU", "MEM GiB", "ENIs", "IPv4/ENI", "IPv6/ENI"]
-    columns += _mode_columns(mode) + ["DUAL-STACK", "MAX-PODS"]
-    for title in columns:
-        table.add_column(title, justify="left" if title == "TYPE" else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(*_cells(row, mode))
-    console.print(table)
-    _print_footer(console, rows, options)
+def print_capacity_table(out: TextIO, rows: list[Capacity], options: CapacityOptions) -> None:
+    headers = ["TYPE", "vCPU", "MEM-GiB", "ENIs", "IPv4/ENI", "IPv6/ENI"]
+    headers += _mode_columns(options.mode) + ["DUAL-STACK", "MAX-PODS"]
+    write_table(out, headers, [_cells(row, options.mode) for row in rows], right=headers[1:])
+    _print_footer(out, rows, options)
 
 
 def _mode_columns(mode: str) -> list[str]:
@@ -145,19 +136,18 @@ def _text(value: object) -> str:
     return "?" if value is None else str(value)
 
 
-def _print_footer(console: Console, rows: list[Capacity], options: CapacityOptions) -> None:
+def _print_footer(out: TextIO, rows: list[Capacity], options: CapacityOptions) -> None:
     sources = sorted({r.source for r in rows})
-    console.print(f"{len(rows)} type(s); source: {', '.join(sources) or '-'}")
-    console.print(
+    mode = rows[0].max_pods_mode if rows else "eniip"
+    lines = [
+        f"{len(rows)} type(s); source: {', '.join(sources) or '-'}",
         f"* below the ACK minimum (shared > {defaults.ACK_MIN_SHARED_ENI_PODS}, "
-        f"exclusive > {defaults.ACK_MIN_EXCLUSIVE_ENI_PODS}): such a node cannot join; "
-        f"? unknown in the catalog. MAX-PODS = {rows[0].max_pods_mode if rows else 'eniip'} pod IPs "
-        f"+ {options.host_network_pods} host-network pods."
-    )
+        f"exclusive > {defaults.ACK_MIN_EXCLUSIVE_ENI_PODS}): such a node cannot join; ? unknown in the catalog. "
+        f"MAX-PODS = {mode} pod IPs + {options.host_network_pods} host-network pods.",
+    ]
     noted = [r for r in rows if r.notes]
     if 0 < len(noted) <= NOTES_SHOWN_UP_TO:
-        for row in noted:
-            for note in row.notes:
-                console.print(f"{row.name}: {note}")
+        lines += [f"{row.name}: {note}" for row in noted for note in row.notes]
     elif noted:
-        console.print(f"{len(noted)} type(s) have unknown figures; -o json shows why.")
+        lines.append(f"{len(noted)} type(s) have unknown figures; -o json shows why.")
+    out.write("\n".join(lines) + "\n")

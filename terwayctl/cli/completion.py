@@ -1,4 +1,4 @@
-"""`terwayctl completion`: the shell completion script, generated from the app itself."""
+"""`terwayctl completion`: the shell completion script."""
 
 from __future__ import annotations
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+import sys
+from typing import Annotated, Optional, TextIO
 
 import typer
 
 from terwayctl.cli.errors import EXIT_FAILURE, EXIT_USAGE, print_error
 from terwayctl.cli.options import Output, OutputOption
-from terwayctl.cli.render import emit_structured, make_console
+from terwayctl.cli.render import emit_structured
+from terwayctl.cli.table import write_table
 from terwayctl.core import defaults
 from terwayctl.core.capacity import CapacityOptions, compute
 from terwayctl.core.errors import InvalidInput
 from terwayctl.core.planning import FAIL, OK, WARN, CheckRequest, PlanReport, PlanRequest, check, plan
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -132,27 +131,28 @@ def check_command(
 
 def _emit(result: PlanReport, output: Output) -> None:
     if output is Output.table:
-        print_plan(make_console(), result)
+        print_plan(sys.stdout, result)
     else:
         emit_structured(result, output.value)
 
 
-def print_plan(console: Console, result: PlanReport) -> None:
-    from rich.table import Table
-
+def print_plan(out: TextIO, result: PlanReport) -> None:
     with_ipv6 = any(v.ipv6_slot is not None for v in result.vswitches)
-    table = Table(box=None, pad_edge=False, header_style="bold", title=f"VPC {result.vpc}", title_justify="left")
-    for title in ("ZONE", "ROLE", "CIDR", "USABLE", "HOLDS", *(["IPv6 /64"] if with_ipv6 else [])):
-        table.add_column(title, justify="right" if title == "USABLE" else "left", no_wrap=True)
-    for v in result.vswitches:
-        cells = [v.zone or "-", v.role, v.cidr, str(v.usable_addresses), v.holds]
-        table.add_row(*cells, *([f"slot {v.ipv6_slot}"] if with_ipv6 else []))
-    console.print(table)
-    console.print(f"service CIDR {result.service_cidr} ({result.service_addresses} addresses)")
+    headers = ["ZONE", "ROLE", "CIDR", "USABLE", "HOLDS", *(["IPv6-/64"] if with_ipv6 else [])]
+    rows = [
+        [v.zone or "-", v.role, v.cidr, str(v.usable_addresses), v.holds, *([f"slot {v.ipv6_slot}"] if with_ipv6 else [])]
+        for v in result.vswitches
+    ]
+    out.write(f"VPC {result.vpc}\n")
+    write_table(out, headers, rows, right=["USABLE"])
     free = ", ".join(result.free_cidrs) if result.free_cidrs else "none"
-    console.print(f"free in the VPC: {result.free_addresses} addresses ({free})")
-    console.print("usable = addresses minus the 4 that Alibaba Cloud reserves per vSwitch")
+    lines = [
+        f"service CIDR {result.service_cidr} ({result.service_addresses} addresses)",
+        f"free in the VPC: {result.free_addresses} addresses ({free})",
+        "usable = addresses minus the 4 that Alibaba Cloud reserves per vSwitch",
+    ]
     for c in result.checks:
-        console.print(f"{MARKS[c.status]} {c.id}: {c.message}")
+        lines.append(f"{MARKS[c.status]} {c.id}: {c.message}")
         if c.status != OK and c.fix:
-            console.print(f"    fix: {c.fix}")
+            lines.append(f"    fix: {c.fix}")
+    out.write("\n".join(lines) + "\n")

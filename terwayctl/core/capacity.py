@@ -189,20 +189,18 @@ def _reaches(row: Capacity, options: CapacityOptions, min_pods: int) -> bool:
 
 
 def _sorted(rows: list[Capacity], mode: str, sort: str, reverse: bool) -> list[Capacity]:
-    def value(row: Capacity) -> float | str | None:
+    if sort == "name":
+        return sorted(rows, key=lambda r: r.name, reverse=reverse)
+
+    def value(row: Capacity) -> float | None:
         if sort == "pods":
             return row.pods(mode)
-        if sort == "vcpu":
-            return row.vcpu
-        if sort == "memory":
-            return row.memory_gib
-        return row.name
+        return row.vcpu if sort == "vcpu" else row.memory_gib
 
-    known = [r for r in rows if value(r) is not None]
-    unknown = [r for r in rows if value(r) is None]
-    known.sort(key=lambda r: (value(r), r.name), reverse=reverse)  # type: ignore[arg-type, return-value]
-    unknown.sort(key=lambda r: r.name)
-    return known + unknown
+    keyed = [(v, r) for r in rows if (v := value(r)) is not None]
+    keyed.sort(key=lambda pair: (pair[0], pair[1].name), reverse=reverse)
+    unknown = sorted((r for r in rows if value(r) is None), key=lambda r: r.name)
+    return [r for _, r in keyed] + unknown
 
 
 def explain(

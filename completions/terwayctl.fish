@@ -1,0 +1,1 @@
+complete --command terwayctl --no-files --arguments "(env _TERWAYCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) terwayctl)" --condition "env _TERWAYCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) terwayctl"
