@@ -247,3 +247,12 @@ def test_parse_catalog_keeps_unknown_cells_unknown() -> None:
 def test_parse_catalog_rejects_bad_rows(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_catalog_csv(text, "t")
+
+
+def test_name_sort_is_natural() -> None:
+    rows = report(embedded_catalog().select([], ["ecs.g7"]), CapacityOptions(), "t")
+    names = [r.name for r in rows]
+    assert names == [
+        "ecs.g7.large", "ecs.g7.xlarge", "ecs.g7.2xlarge", "ecs.g7.3xlarge", "ecs.g7.4xlarge",
+        "ecs.g7.6xlarge", "ecs.g7.8xlarge", "ecs.g7.16xlarge", "ecs.g7.32xlarge",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -190,7 +191,7 @@ def _reaches(row: Capacity, options: CapacityOptions, min_pods: int) -> bool:
 
 def _sorted(rows: list[Capacity], mode: str, sort: str, reverse: bool) -> list[Capacity]:
     if sort == "name":
-        return sorted(rows, key=lambda r: r.name, reverse=reverse)
+        return sorted(rows, key=lambda r: natural_key(r.name), reverse=reverse)
 
     def value(row: Capacity) -> float | None:
         if sort == "pods":
@@ -201,6 +202,21 @@ def _sorted(rows: list[Capacity], mode: str, sort: str, reverse: bool) -> list[C
     keyed.sort(key=lambda pair: (pair[0], pair[1].name), reverse=reverse)
     unknown = sorted((r for r in rows if value(r) is None), key=lambda r: r.name)
     return [r for _, r in keyed] + unknown
+
+
+SIZE_WORDS = ("nano", "micro", "small", "medium", "large", "xlarge")
+
+
+def natural_key(name: str) -> tuple[tuple[tuple[int, str], ...], tuple[int, int, str]]:
+    """Family, then size: ecs.g7.large < ecs.g7.xlarge < ecs.g7.2xlarge < ecs.g7.16xlarge."""
+    family, _, size = name.rpartition(".")
+    family_key = tuple(
+        (int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", family) if part
+    )
+    match = re.fullmatch(r"(\d*)([a-z]+)", size)
+    if match and match.group(2) in SIZE_WORDS:
+        return family_key, (SIZE_WORDS.index(match.group(2)), int(match.group(1) or 1), "")
+    return family_key, (len(SIZE_WORDS), 0, size)
 
 
 def explain(
