@@ -1,8 +1,4 @@
-"""Structured output (json, yaml, csv) and the console factory for tables.
-
-JSON and YAML go through `dataclasses.asdict`, never through rich markup; rich is imported
-only when a table is printed, to keep start-up lean.
-"""
+"""Structured output: json, yaml and csv, from dataclasses, never through rich markup."""
 
 from __future__ import annotations
 
@@ -11,10 +7,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from typing import Any, TextIO
 
 
 def to_plain(value: Any) -> Any:
@@ -61,16 +54,3 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, list):
         return "; ".join(str(v) for v in value)
     return value
-
-
-PIPED_WIDTH = 400
-
-
-def make_console(stream: TextIO | None = None, width: int | None = None) -> Console:
-    from rich.console import Console
-
-    out = stream or sys.stdout
-    if width is None and not out.isatty():
-        # Piped output must not be squeezed to 80 columns; lines stay as long as their content.
-        width = PIPED_WIDTH
-    return Console(file=out, width=width, highlight=False, soft_wrap=True)
