@@ -11,6 +11,9 @@ import typer
 class GlobalOptions:
     """Options every command may read; None means 'resolve from the environment or profile'."""
 
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str = "kube-system"
     region: str | None = None
     profile: str | None = None
     endpoint: str | None = None
