@@ -11,7 +11,7 @@ import pytest
 
 from terwayctl.cli.app import run
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures.cloud", "tests.fixtures.emulator"]
 
 
 @dataclass(frozen=True)

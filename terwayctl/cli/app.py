@@ -14,6 +14,7 @@ from terwayctl import __version__
 from terwayctl.cli.completion import COMPLETE_VAR
 from terwayctl.cli.context import GlobalOptions
 from terwayctl.cli.errors import run_guarded
+from terwayctl.core.defaults import DEFAULT_NAMESPACE
 
 app = typer.Typer(
     name="terwayctl",
@@ -34,6 +35,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(envvar="KUBECONFIG", help="Path of the kubeconfig file (default ~/.kube/config or in-cluster)."),
+    ] = None,
+    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context to use.")] = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="Namespace of Terway's objects.")
+    ] = DEFAULT_NAMESPACE,
     region: Annotated[
         str | None,
         typer.Option(envvar="ALIBABA_CLOUD_REGION_ID", help="Alibaba Cloud region, e.g. cn-hangzhou."),
@@ -52,7 +61,15 @@ def root(
     ] = False,
 ) -> None:
     """Plan, install, run and diagnose the Terway container network on Alibaba Cloud."""
-    ctx.obj = GlobalOptions(region=region, profile=profile, endpoint=endpoint, debug=debug)
+    ctx.obj = GlobalOptions(
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+        region=region,
+        profile=profile,
+        endpoint=endpoint,
+        debug=debug,
+    )
 
 
 # Every command: name -> (module, attribute). A typer.Typer attribute becomes a command group,
@@ -60,10 +77,13 @@ def root(
 # Only the command being run is imported, so one command's imports never slow another's start-up.
 COMMANDS: dict[str, tuple[str, str]] = {
     "capacity": ("terwayctl.cli.capacity", "capacity"),
+    "catalog": ("terwayctl.cli.catalog", "app"),
+    "cloud": ("terwayctl.cli.cloud", "app"),
     "completion": ("terwayctl.cli.completion", "completion"),
     "plan": ("terwayctl.cli.plan", "app"),
+    "render": ("terwayctl.cli.manifest", "render"),
 }
-GLOBAL_OPTIONS_WITH_VALUE = {"--region", "--profile", "--endpoint"}
+GLOBAL_OPTIONS_WITH_VALUE = {"--kubeconfig", "--context", "--namespace", "-n", "--region", "--profile", "--endpoint"}
 
 
 def register(names: Iterable[str]) -> typer.Typer:

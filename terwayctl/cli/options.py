@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
 
 
-class TabularOutput(str, Enum):
+class TabularOutput(StrEnum):
     """Output formats of commands whose rows are flat enough for CSV."""
 
     table = "table"

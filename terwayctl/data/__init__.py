@@ -6,7 +6,7 @@ Loaded on first use with the standard library only, so `capacity` starts fast.
 from __future__ import annotations
 
 import csv
-from functools import cache
+import functools
 from pathlib import Path
 
 from terwayctl.core.catalog import Catalog, parse_catalog_csv
@@ -19,7 +19,7 @@ CATALOG_DATE = "2026-11"
 EMBEDDED_SOURCE = f"embedded catalog {CATALOG_DATE}"
 
 
-@cache
+@functools.cache
 def embedded_catalog() -> Catalog:
     return parse_catalog_csv(CATALOG_FILE.read_text(encoding="utf-8"), EMBEDDED_SOURCE)
 

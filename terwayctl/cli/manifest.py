@@ -1,0 +1,96 @@
+"""`terwayctl render`: the install manifests as YAML, on stdout or one file per object."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from terwayctl.cli.context import global_options
+from terwayctl.cli.errors import EXIT_USAGE, print_error
+from terwayctl.core.errors import InvalidInput, TerwayctlError
+
+STDOUT = "-"
+# Files this command writes: NN-kind-name.yaml. Others of that shape in the directory are stale.
+OUR_FILE = re.compile(r"\d\d-[a-z]+-[a-z0-9.-]+\.yaml")
+
+
+def render(
+    ctx: typer.Context,
+    values: Annotated[
+        Optional[Path],  # noqa: UP045 - typer needs Optional
+        typer.Option("--values", "-f", help="YAML values file (keys as in docs/render.md).", dir_okay=False),
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--set", help="key=value, dotted keys, repeatable; beats --values, e.g. pool.max_size=10."),
+    ] = None,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="'-' for multi-document YAML on stdout, or a directory: one file per object.")
+    ] = STDOUT,
+) -> None:
+    """Render the Terway install manifests (RBAC, eni-config, DaemonSet) from validated values."""
+    from terwayctl.manifests import InvalidValues, load_values, render_files, render_yaml
+
+    sets = [*_global_values(ctx), *(set_ or [])]
+    try:
+        loaded = load_values(values, sets)
+    except InvalidValues as exc:
+        for problem in exc.problems:
+            print_error(problem.message, problem.hint)
+        raise typer.Exit(EXIT_USAGE) from None
+    if output == STDOUT:
+        sys.stdout.write(render_yaml(loaded))
+        return
+    directory = Path(output)
+    files = render_files(loaded)
+    written = write_files(directory, files)
+    for path in written:
+        print(f"wrote {path}")
+    for stale in stale_files(directory, {name for name, _ in files}):
+        print(f"warning: {stale} is not part of this render; remove it before applying the directory", file=sys.stderr)
+
+
+def _global_values(ctx: typer.Context) -> list[str]:
+    """`--namespace` and `--region` given on the command line become values (before --set)."""
+    root = ctx.find_root()
+    options = global_options(ctx)
+    result = []
+    for param, key, value in (("namespace", "namespace", options.namespace), ("region", "region_id", options.region)):
+        source = root.get_parameter_source(param)
+        if source is not None and source.name == "COMMANDLINE" and value is not None:
+            result.append(f"{key}={value}")
+    return result
+
+
+def write_files(directory: Path, files: list[tuple[str, str]]) -> list[Path]:
+    """Write each file atomically (a temp file in the same directory, then os.replace)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidInput(f"{directory} exists and is not a directory", hint="give -o a directory, or '-' for stdout") from None
+    except OSError as exc:
+        raise TerwayctlError(f"cannot create {directory}: {exc.strerror}") from None
+    written = []
+    for name, text in files:
+        target = directory / name
+        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.chmod(temp, 0o644)
+            os.replace(temp, target)
+        except OSError as exc:
+            Path(temp).unlink(missing_ok=True)
+            raise TerwayctlError(f"cannot write {target}: {exc.strerror}") from None
+        written.append(target)
+    return written
+
+
+def stale_files(directory: Path, current: set[str]) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if OUR_FILE.fullmatch(p.name) and p.name not in current)

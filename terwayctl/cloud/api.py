@@ -1,0 +1,107 @@
+"""Narrow interfaces of what consumers use of ECS and VPC (STYLE.md §6).
+
+`terwayctl.cloud.client.CloudClient` satisfies all of them; consumers type their parameters with
+the smallest Protocol that covers their calls, so their logic can be unit-tested with a small
+in-memory fake (the real client is tested end to end against the emulator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from terwayctl.cloud.models import (
+    Eip,
+    Instance,
+    InstanceTypeInfo,
+    NatGateway,
+    NetworkInterface,
+    SnatEntry,
+    Vpc,
+    VSwitch,
+)
+
+
+class InstanceTypeSource(Protocol):
+    """What the catalog refresh and `capacity --live` need."""
+
+    @property
+    def region(self) -> str: ...
+
+    def describe_instance_types(self, instance_types: Sequence[str] = ()) -> list[InstanceTypeInfo]: ...
+
+
+class VpcLayoutReader(Protocol):
+    """What `plan --live --vpc-id` needs."""
+
+    def describe_vpcs(self, *, vpc_ids: Sequence[str] = ()) -> list[Vpc]: ...
+
+    def describe_vswitches(
+        self, *, vpc_id: str | None = None, vswitch_ids: Sequence[str] = (), zone_id: str | None = None
+    ) -> list[VSwitch]: ...
+
+
+class EniApi(Protocol):
+    """ENI and secondary-IP management (the node daemon's pool)."""
+
+    def describe_network_interfaces(
+        self,
+        *,
+        network_interface_ids: Sequence[str] = (),
+        instance_id: str | None = None,
+        vswitch_id: str | None = None,
+        vpc_id: str | None = None,
+        status: str | None = None,
+    ) -> list[NetworkInterface]: ...
+
+    def create_network_interface(
+        self,
+        *,
+        vswitch_id: str,
+        security_group_ids: Sequence[str],
+        secondary_ip_count: int = 0,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        client_token: str | None = None,
+    ) -> NetworkInterface: ...
+
+    def attach_network_interface(self, network_interface_id: str, instance_id: str) -> None: ...
+
+    def detach_network_interface(self, network_interface_id: str, instance_id: str) -> None: ...
+
+    def delete_network_interface(self, network_interface_id: str) -> None: ...
+
+    def assign_private_ip_addresses(
+        self, network_interface_id: str, *, count: int = 0, addresses: Sequence[str] = ()
+    ) -> list[str]: ...
+
+    def unassign_private_ip_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None: ...
+
+
+class EcsApi(InstanceTypeSource, EniApi, Protocol):
+    """Every ECS call terwayctl makes."""
+
+    def describe_instances(
+        self, *, instance_ids: Sequence[str] = (), vpc_id: str | None = None, zone_id: str | None = None
+    ) -> list[Instance]: ...
+
+
+class VpcApi(VpcLayoutReader, Protocol):
+    """Every VPC call terwayctl makes."""
+
+    def describe_nat_gateways(
+        self, *, vpc_id: str | None = None, nat_gateway_id: str | None = None
+    ) -> list[NatGateway]: ...
+
+    def describe_snat_table_entries(
+        self, snat_table_id: str, *, source_vswitch_id: str | None = None
+    ) -> list[SnatEntry]: ...
+
+    def describe_eip_addresses(
+        self, *, allocation_ids: Sequence[str] = (), associated_instance_id: str | None = None
+    ) -> list[Eip]: ...
+
+
+class CloudApi(EcsApi, VpcApi, Protocol):
+    """Both products, as one client."""

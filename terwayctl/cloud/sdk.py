@@ -1,0 +1,206 @@
+"""The only module that touches aliyun-python-sdk-core, -ecs and -vpc.
+
+It builds an `AcsClient` (SDK retries off, explicit timeouts), builds the SDK's own typed request
+for an action, sends it, and turns the SDK's exceptions into `SdkServerError` / `SdkClientError`
+so the rest of the package never sees SDK types. The SDK has no type stubs: the Protocols below
+describe the few methods used, and the SDK objects are cast to them here.
+
+Imported lazily (it imports the SDK), never at import time of terwayctl.cli.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from aliyunsdkcore.acs_exception.exceptions import (  # type: ignore[import-untyped]
+    ClientException,
+    ServerException,
+)
+from aliyunsdkcore.auth.credentials import (  # type: ignore[import-untyped]
+    AccessKeyCredential,
+    StsTokenCredential,
+)
+from aliyunsdkcore.client import AcsClient  # type: ignore[import-untyped]
+
+from terwayctl.cloud.errors import scrub
+
+# product -> (request package, API version)
+PRODUCTS: Mapping[str, str] = {
+    "ecs": "aliyunsdkecs.request.v20140526",
+    "vpc": "aliyunsdkvpc.request.v20160428",
+}
+
+SDK_HTTP_ERROR = "SDK.HttpError"
+
+
+class AcsRequest(Protocol):
+    def add_query_param(self, k: str, v: object) -> None: ...
+    def set_endpoint(self, endpoint: str) -> None: ...
+    def set_protocol_type(self, protocol_type: str) -> None: ...
+    def get_query_params(self) -> dict[str, Any]: ...
+
+
+class AcsTransport(Protocol):
+    def do_action_with_exception(self, acs_request: AcsRequest) -> bytes: ...
+
+
+class SdkServerError(Exception):
+    """The API answered with an error: its code, message, HTTP status and request id."""
+
+    def __init__(self, code: str, message: str, http_status: int | None, request_id: str | None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class SdkClientError(Exception):
+    """The SDK failed before or without an API reply (connection, timeout, bad endpoint...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 10.0
+
+
+class SdkSession:
+    """An AcsClient (with its HTTP connection pool) and the secrets to scrub from its output."""
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        access_key_id: str,
+        access_key_secret: str,
+        security_token: str | None,
+        timeouts: Timeouts,
+        pool_size: int = 10,
+    ) -> None:
+        credential = (
+            StsTokenCredential(access_key_id, access_key_secret, security_token)
+            if security_token
+            else AccessKeyCredential(access_key_id, access_key_secret)
+        )
+        self._secrets = tuple(s for s in (access_key_id, access_key_secret, security_token) if s)
+        install_log_scrubber(self._secrets)
+        self._client: Any = AcsClient(
+            region_id=region,
+            credential=credential,
+            auto_retry=False,
+            max_retry_time=0,
+            connect_timeout=timeouts.connect,
+            timeout=timeouts.read,
+            pool_size=pool_size,
+        )
+        self.transport = cast(AcsTransport, self._client)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
+    def close(self) -> None:
+        session = getattr(self._client, "session", None)
+        if session is not None:
+            session.close()
+
+
+def new_request(product: str, action: str) -> AcsRequest:
+    """The SDK's typed request class for `action` (e.g. ecs DescribeInstanceTypes), instantiated."""
+    module = importlib.import_module(f"{PRODUCTS[product]}.{action}Request")
+    request_class = getattr(module, f"{action}Request")
+    return cast(AcsRequest, request_class())
+
+
+def send(transport: AcsTransport, request: AcsRequest, secrets: Iterable[str]) -> dict[str, Any]:
+    """Send one request; the JSON reply as a dict, or SdkServerError / SdkClientError."""
+    secrets = tuple(secrets)
+    try:
+        body = transport.do_action_with_exception(request)
+    except ServerException as exc:
+        raise SdkServerError(
+            str(exc.get_error_code() or ""),
+            scrub(str(exc.get_error_msg() or ""), secrets),
+            _as_int(exc.get_http_status()),
+            exc.get_request_id(),
+        ) from None
+    except ClientException as exc:
+        raise SdkClientError(str(exc.get_error_code() or ""), scrub(str(exc.get_error_msg() or ""), secrets)) from None
+    except OSError as exc:
+        raise SdkClientError(SDK_HTTP_ERROR, scrub(str(exc), secrets)) from None
+    try:
+        reply = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except ValueError:
+        raise SdkClientError("SDK.InvalidResponse", "the API reply is not JSON") from None
+    if not isinstance(reply, dict):
+        raise SdkClientError("SDK.InvalidResponse", "the API reply is not a JSON object")
+    return reply
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+_SDK_LOGGERS = (
+    "aliyunsdkcore",
+    "aliyunsdkcore.client",
+    "aliyunsdkcore.http.http_response",
+    "aliyunsdkcore.auth.signers.access_key_signer",
+    "aliyunsdkcore.auth.signers.sts_token_signer",
+    "aliyunsdkcore.retry.retry_condition",
+)
+
+
+class _ScrubFilter(logging.Filter):
+    """Rewrites SDK log records so that no registered secret (or signed parameter) shows."""
+
+    def __init__(self) -> None:
+        super().__init__("terwayctl-scrub")
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            self._secrets.update(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            secrets = tuple(self._secrets)
+        record.msg = scrub(record.getMessage(), secrets)
+        record.args = None
+        return True
+
+
+_FILTER = _ScrubFilter()
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install_log_scrubber(secrets: Iterable[str]) -> None:
+    """Attach the scrubbing filter to the SDK's loggers (once) and register `secrets` with it."""
+    global _installed
+    _FILTER.add(secrets)
+    with _install_lock:
+        if _installed:
+            return
+        for name in _SDK_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.addFilter(_FILTER)
+            for handler in logger.handlers:
+                handler.addFilter(_FILTER)
+        _installed = True
