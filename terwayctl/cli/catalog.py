@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
-from terwayctl.cli.context import global_options
+from terwayctl.cli.context import global_options, offline_region
 from terwayctl.cli.options import Output, OutputOption
 from terwayctl.cli.render import emit_structured
 from terwayctl.cli.table import write_table
@@ -24,7 +24,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-STALE_AFTER = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -77,14 +76,7 @@ def refresh(
 @app.command("show")
 def show(ctx: typer.Context, output: OutputOption = Output.table) -> None:
     """Where the catalog that capacity uses comes from, and how old it is."""
-    from terwayctl.cloud.credentials import find_region
-    from terwayctl.cloud.metadata import MetadataService
-
-    options = global_options(ctx)
-    # No network here: the region comes from the flag, the environment or the profile only.
-    region = find_region(
-        region=options.region, profile=options.profile, metadata=MetadataService(enabled=False)
-    )
+    region = offline_region(global_options(ctx))
     rows = catalog_sources(region, datetime.now(UTC))
     if output is Output.table:
         print_sources(sys.stdout, rows, region)
@@ -93,19 +85,20 @@ def show(ctx: typer.Context, output: OutputOption = Output.table) -> None:
 
 
 def catalog_sources(region: str | None, now: datetime) -> list[CatalogSourceRow]:
-    """The region's cache (active when present), the embedded catalog, then other regions' caches."""
+    """The region's cache (active while fresh), the embedded catalog, then other regions' caches."""
     from terwayctl.data import CATALOG_DATE, CATALOG_FILE, embedded_catalog
-    from terwayctl.data.cache import cache_info, list_caches
+    from terwayctl.data.cache import FRESH_FOR, cache_info, list_caches
 
     rows: list[CatalogSourceRow] = []
     own = cache_info(region) if region else None
+    fresh = own is not None and own.age(now) <= FRESH_FOR
     if own is not None:
-        rows.append(_cache_row(own, now, active=True))
+        rows.append(_cache_row(own, now, active=fresh))
     embedded = embedded_catalog()
     rows.append(
         CatalogSourceRow(
             kind="embedded",
-            active=own is None,
+            active=not fresh,
             region=None,
             rows=len(embedded.types),
             fetched_at=CATALOG_DATE,
@@ -146,6 +139,8 @@ def _human_age(age: timedelta) -> str:
 
 
 def print_sources(out: TextIO, rows: list[CatalogSourceRow], region: str | None) -> None:
+    from terwayctl.data.cache import FRESH_FOR
+
     active = next(r for r in rows if r.active)
     out.write(f"capacity uses: {active.source} ({active.rows} instance types)\n")
     headers = ["ACTIVE", "SOURCE", "REGION", "ROWS", "FETCHED", "AGE", "PATH"]
@@ -156,7 +151,10 @@ def print_sources(out: TextIO, rows: list[CatalogSourceRow], region: str | None)
     write_table(out, headers, cells, right=["ROWS"])
     if region is None:
         out.write("no region given (--region, ALIBABA_CLOUD_REGION_ID or the profile): the embedded catalog is used\n")
+    elif any(r.kind == "cache" and r.region == region for r in rows) and active.kind == "embedded":
+        out.write(
+            f"the {region} cache is older than {FRESH_FOR.days} days and not used: "
+            f"run 'terwayctl --region {region} catalog refresh'\n"
+        )
     elif active.kind == "embedded":
         out.write(f"no cache for {region}: run 'terwayctl --region {region} catalog refresh' to fetch it\n")
-    elif active.age_seconds is not None and active.age_seconds > STALE_AFTER.total_seconds():
-        out.write(f"the cache is older than {STALE_AFTER.days} days: run 'terwayctl catalog refresh'\n")

@@ -23,3 +23,13 @@ class GlobalOptions:
 def global_options(ctx: typer.Context) -> GlobalOptions:
     root = ctx.find_root()
     return root.obj if isinstance(root.obj, GlobalOptions) else GlobalOptions()
+
+
+def offline_region(options: GlobalOptions) -> str | None:
+    """The region from --region, ALIBABA_CLOUD_REGION_ID or the aliyun CLI profile; never the network."""
+    if options.region:
+        return options.region
+    from terwayctl.cloud.credentials import find_region
+    from terwayctl.cloud.metadata import MetadataService
+
+    return find_region(region=None, profile=options.profile, metadata=MetadataService(enabled=False))

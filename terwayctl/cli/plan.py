@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
@@ -15,6 +15,9 @@ from terwayctl.core import defaults
 from terwayctl.core.capacity import CapacityOptions, compute
 from terwayctl.core.errors import InvalidInput
 from terwayctl.core.planning import FAIL, OK, WARN, CheckRequest, PlanReport, PlanRequest, check, plan
+
+if TYPE_CHECKING:
+    from terwayctl.cloud.session import ExistingVSwitch
 
 app = typer.Typer(
     invoke_without_command=True,
@@ -45,20 +48,28 @@ def plan_command(
     avoid: Annotated[Optional[list[str]], typer.Option(help="CIDRs to keep clear: existing vSwitches, on-premises ranges.")] = None,  # noqa: UP045
     growth: Annotated[float, typer.Option(help="Headroom factor on nodes and pods.")] = 2.0,
     allow_public_vpc: Annotated[bool, typer.Option("--allow-public-vpc", help="Accept a VPC CIDR outside the private ranges.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Read the VPC CIDR and its existing vSwitches from the cloud (needs --vpc-id) and plan around them.")] = False,
+    vpc_id: Annotated[Optional[str], typer.Option("--vpc-id", help="The existing VPC to plan in, with --live.")] = None,  # noqa: UP045
     output: OutputOption = Output.table,
 ) -> None:
     """Plan node and pod vSwitches per zone and the service CIDR; with no options, the documented default."""
     if ctx.invoked_subcommand is not None:
         return
     pods, dual = _pods_per_node(pods_per_node, instance_type, mode)
+    zone_list = _split(zones)
+    avoid_list = _split(avoid)
+    if live or vpc_id:
+        vpc, existing = _live_layout(ctx, live, vpc_id, vpc)
+        avoid_list += tuple(v.cidr for v in existing)
+        zone_list = zone_list or tuple(sorted({v.zone_id for v in existing}))
     request = PlanRequest(
         vpc=vpc,
-        zones=_split(zones) or ("zone-1",),
+        zones=zone_list or ("zone-1",),
         nodes=nodes,
         pods_per_node=pods,
         service_cidr=service_cidr,
         ipv6=ipv6,
-        avoid=_split(avoid),
+        avoid=avoid_list,
         growth=growth,
         allow_public_vpc=allow_public_vpc,
         dual_stack_capable=dual,
@@ -69,6 +80,20 @@ def plan_command(
             print_error(failed.message, failed.fix)
         raise typer.Exit(EXIT_USAGE)
     _emit(result, output)
+
+
+def _live_layout(ctx: typer.Context, live: bool, vpc_id: str | None, vpc: str) -> tuple[str, list[ExistingVSwitch]]:
+    """The VPC's CIDR and existing vSwitches, read with DescribeVpcs and DescribeVSwitches."""
+    if not (live and vpc_id):
+        raise InvalidInput("--live and --vpc-id go together", hint="e.g. terwayctl plan --live --vpc-id vpc-bp1...")
+    if vpc != defaults.DEFAULT_VPC_CIDR:
+        raise InvalidInput("--vpc and --live exclude each other: with --live the VPC's own CIDR is used")
+    from terwayctl.cli.context import global_options
+    from terwayctl.cloud.session import client_from_options, describe_vpc_layout
+
+    with client_from_options(global_options(ctx)) as cloud:
+        layout = describe_vpc_layout(cloud, vpc_id)
+    return layout.vpc_cidr, list(layout.vswitches)
 
 
 def _pods_per_node(pods_per_node: int | None, instance_type: str | None, mode: str) -> tuple[int | None, bool | None]:

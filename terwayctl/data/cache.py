@@ -22,6 +22,9 @@ from pathlib import Path
 from terwayctl.core.catalog import CATALOG_COLUMNS, Catalog, InstanceType, parse_catalog_csv
 from terwayctl.core.errors import InvalidInput, TerwayctlError
 
+# A cache older than this is stale: `capacity` falls back to the embedded catalog.
+FRESH_FOR = timedelta(days=30)
+
 APP_DIR = "terwayctl"
 CACHE_FORMAT = 1
 _REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -231,11 +234,13 @@ def list_caches(environ: Mapping[str, str] | None = None) -> list[CacheInfo]:
 
 
 def preferred_catalog(region: str | None, environ: Mapping[str, str] | None = None) -> Catalog:
-    """The catalog `capacity` should use: the region's cache when there is one, else the embedded one."""
+    """The catalog `capacity` uses: the region's cache while it is fresh, else the embedded one."""
     if region:
-        cached = read_cache(region, environ)
-        if cached is not None:
-            return cached
+        age = cache_age(region, environ=environ)
+        if age is not None and age <= FRESH_FOR:
+            cached = read_cache(region, environ)
+            if cached is not None:
+                return cached
     from terwayctl.data import embedded_catalog
 
     return embedded_catalog()
