@@ -79,6 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "capacity": ("terwayctl.cli.capacity", "capacity"),
     "catalog": ("terwayctl.cli.catalog", "app"),
     "cloud": ("terwayctl.cli.cloud", "app"),
+    "cni": ("terwayctl.cli.cni", "cni"),
     "completion": ("terwayctl.cli.completion", "completion"),
     "plan": ("terwayctl.cli.plan", "app"),
     "render": ("terwayctl.cli.manifest", "render"),

@@ -1,0 +1,1 @@
+"""Test support for the CNI plugin: a daemon speaking its protocol, a conflist runtime."""
