@@ -76,12 +76,14 @@ def root(
 # a function a single command. To add a command, add a line here.
 # Only the command being run is imported, so one command's imports never slow another's start-up.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "apply": ("terwayctl.cli.apply", "apply"),
     "capacity": ("terwayctl.cli.capacity", "capacity"),
     "catalog": ("terwayctl.cli.catalog", "app"),
     "cloud": ("terwayctl.cli.cloud", "app"),
     "cni": ("terwayctl.cli.cni", "cni"),
     "completion": ("terwayctl.cli.completion", "completion"),
     "plan": ("terwayctl.cli.plan", "app"),
+    "vswitch": ("terwayctl.cli.vswitch", "app"),
     "render": ("terwayctl.cli.manifest", "render"),
 }
 GLOBAL_OPTIONS_WITH_VALUE = {"--kubeconfig", "--context", "--namespace", "-n", "--region", "--profile", "--endpoint"}

@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
 import sys
-from typing import Annotated, Optional, TextIO
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
 from terwayctl.cli.options import TabularOutput, TabularOutputOption
 from terwayctl.cli.render import emit_structured
-from terwayctl.cli.table import write_table
+from terwayctl.cli.table import cell, write_table
 from terwayctl.core import defaults
 from terwayctl.core.capacity import Capacity, CapacityOptions, explain, report
 from terwayctl.core.eniconf import EniCaps, eni_caps_from_conf, parse_eni_conf_text
 from terwayctl.core.errors import InvalidInput
+from terwayctl.data import EMBEDDED_SOURCE
+
+if TYPE_CHECKING:
+    from terwayctl.cli.context import GlobalOptions
+    from terwayctl.core.catalog import Catalog
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     all = "all"
     eniip = "eniip"
     eni = "eni"
     trunk = "trunk"
 
 
-class SortKey(str, Enum):
+class SortKey(StrEnum):
     name = "name"
     pods = "pods"
     vcpu = "vcpu"
@@ -36,6 +41,7 @@ NOTES_SHOWN_UP_TO = 10
 
 
 def capacity(
+    ctx: typer.Context,
     types: Annotated[
         Optional[list[str]],  # noqa: UP045 - typer needs Optional for variadic arguments
         typer.Argument(help="Instance types or globs such as 'ecs.g6.*'; none means the whole catalog."),
@@ -52,10 +58,17 @@ def capacity(
     host_network_pods: Annotated[int, typer.Option("--host-network-pods", min=0, help="Host-network pods per node (terway, kube-proxy) added to the recommended --max-pods.")] = defaults.DEFAULT_HOST_NETWORK_PODS,
     eni_conf: Annotated[Optional[Path], typer.Option("--eni-conf", help="eni_conf JSON file: apply its max_eni, eni_cap_ratio and eni_cap_shift.")] = None,  # noqa: UP045
     explain_: Annotated[bool, typer.Option("--explain", help="Print the formulas with the numbers put in, for one type.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Ask DescribeInstanceTypes (cloud credentials, --region, --endpoint) instead of the catalog.")] = False,
+    cluster: Annotated[bool, typer.Option("--cluster", help="Every node of the cluster (--kubeconfig): capacity in the cluster's Terway mode, kubelet max-pods, pods running, and problems.")] = False,
     output: TabularOutputOption = TabularOutput.table,
 ) -> None:
     """How many pods fit on an ECS instance type, from its ENI quotas."""
-    from terwayctl.data import embedded_catalog, provenance
+    if cluster:
+        from terwayctl.cli.capacity_cluster import cluster_capacity_command
+
+        return cluster_capacity_command(ctx, output)
+    from terwayctl.cli.context import global_options
+    from terwayctl.data import provenance
 
     options = CapacityOptions(
         mode=mode.value,
@@ -63,11 +76,12 @@ def capacity(
         host_network_pods=host_network_pods,
         caps=_read_caps(eni_conf),
     )
-    catalog = embedded_catalog()
+    catalog = choose_catalog(global_options(ctx), live)
     if explain_:
         name = _single_type_for_explain(types or [], family or [])
         it = catalog.select([name], [])[0]
-        for line in explain(it, options, catalog.source, provenance(it.name)):
+        cells = provenance(it.name) if catalog.source == EMBEDDED_SOURCE else {}
+        for line in explain(it, options, catalog.source, cells):
             typer.echo(line)
         return
     chosen = catalog.select(types or [], family or [])
@@ -76,6 +90,22 @@ def capacity(
         print_capacity_table(sys.stdout, rows, options)
     else:
         emit_structured(rows, output.value)
+
+
+def choose_catalog(options: GlobalOptions, live: bool) -> Catalog:
+    """Live DescribeInstanceTypes; else the region's fresh cache (catalog refresh); else the embedded one."""
+    if live:
+        from terwayctl.cloud.catalog import fetch_catalog
+        from terwayctl.cloud.session import client_from_options
+
+        with client_from_options(options) as cloud:
+            return fetch_catalog(cloud)
+    from terwayctl.cli.context import offline_region
+    from terwayctl.data.cache import list_caches, preferred_catalog
+
+    # Resolving the region from the aliyun profile costs ~17 ms of imports: only when a cache exists.
+    region = options.region or (offline_region(options) if list_caches() else None)
+    return preferred_catalog(region)
 
 
 def _read_caps(path: Path | None) -> EniCaps:
@@ -99,7 +129,7 @@ def _single_type_for_explain(types: list[str], families: list[str]) -> str:
 
 def print_capacity_table(out: TextIO, rows: list[Capacity], options: CapacityOptions) -> None:
     headers = ["TYPE", "vCPU", "MEM-GiB", "ENIs", "IPv4/ENI", "IPv6/ENI"]
-    headers += _mode_columns(options.mode) + ["DUAL-STACK", "MAX-PODS"]
+    headers += [*_mode_columns(options.mode), "DUAL-STACK", "MAX-PODS"]
     write_table(out, headers, [_cells(row, options.mode) for row in rows], right=headers[1:])
     _print_footer(out, rows, options)
 
@@ -117,23 +147,19 @@ def _cells(row: Capacity, mode: str) -> list[str]:
     by_column = {
         "SHARED": _pods_cell(row.shared_eni_pods, row.shared_eni_ok),
         "EXCLUSIVE": _pods_cell(row.exclusive_eni_pods, row.exclusive_eni_ok),
-        "TRUNK": _text(row.trunk_pods),
+        "TRUNK": cell(row.trunk_pods),
     }
     memory = None if row.memory_gib is None else f"{row.memory_gib:g}"
-    cells = [row.name, _text(row.vcpu), _text(memory), _text(row.enis), _text(row.ipv4_per_eni), _text(row.ipv6_per_eni)]
+    cells = [row.name, cell(row.vcpu), cell(memory), cell(row.enis), cell(row.ipv4_per_eni), cell(row.ipv6_per_eni)]
     cells += [by_column[c] for c in _mode_columns(mode)]
     dual = "?" if row.dual_stack is None else ("yes" if row.dual_stack else "no")
-    return [*cells, dual, _text(row.max_pods)]
+    return [*cells, dual, cell(row.max_pods)]
 
 
 def _pods_cell(pods: int | None, meets_minimum: bool | None) -> str:
     if pods is None:
         return "?"
     return f"{pods}*" if meets_minimum is False else str(pods)
-
-
-def _text(value: object) -> str:
-    return "?" if value is None else str(value)
 
 
 def _print_footer(out: TextIO, rows: list[Capacity], options: CapacityOptions) -> None:

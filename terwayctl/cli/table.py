@@ -26,3 +26,8 @@ def write_table(
             for cell, width, is_right in zip(cells, widths, aligned_right, strict=True)
         ]
         out.write(GAP.join(parts).rstrip() + "\n")
+
+
+def cell(value: object) -> str:
+    """A table cell: '?' for an unknown (None) value."""
+    return "?" if value is None else str(value)

@@ -1,0 +1,217 @@
+"""The client factory and the one request primitive every kube/ module uses.
+
+`connect()` loads the kubeconfig (or the in-cluster service account) and returns a `KubeClient`;
+objects cross this boundary as plain JSON dicts, never as the `kubernetes` package's models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from terwayctl import __version__
+from terwayctl.kube.errors import KubeConfigError, KubeError, KubeInvalid, from_api_error, unreachable
+
+Obj = dict[str, Any]
+DEFAULT_REQUEST_TIMEOUT = 30.0
+FIELD_MANAGER = "terwayctl"
+
+
+def resource_path(api_version: str, plural: str, namespace: str | None = None, name: str | None = None) -> str:
+    """/api/v1/namespaces/NS/configmaps/NAME or /apis/apps/v1/... (namespace None: cluster-scoped or all)."""
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    parts = [base]
+    if namespace:
+        parts.append(f"namespaces/{namespace}")
+    parts.append(plural)
+    if name:
+        parts.append(name)
+    return "/".join(parts)
+
+
+class KubeClient:
+    """One API server; satisfies every Protocol of terwayctl.kube.api. Close it when done."""
+
+    def __init__(self, dynamic: Any, server: str, workdir: Path | None = None,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
+        self._dynamic = dynamic
+        self.server = server
+        self._workdir = workdir
+        self._timeout = request_timeout
+
+    def close(self) -> None:
+        self._dynamic.client.close()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KubeClient({self.server})"
+
+    # --- the primitive --------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        body: Any = None,
+        query: Sequence[tuple[str, str]] = (),
+        content_type: str | None = None,
+    ) -> Obj:
+        """Send one call and return the reply object; errors become terwayctl.kube.errors."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        params: dict[str, Any] = {"query_params": list(query), "_request_timeout": self._timeout,
+                                  "serializer": _as_json}
+        if content_type:
+            params["content_type"] = content_type
+        try:
+            reply = self._dynamic.request(method.lower(), path, body=body, **params)
+        except ApiException as exc:
+            raise from_api_error(exc.status or None, exc.body, what) from None
+        except HTTPError as exc:
+            raise unreachable(self.server, _reason(exc)) from None
+        if not isinstance(reply, dict):
+            raise KubeError(f"{what}: the API server sent no JSON object")
+        return reply
+
+    def resource_for(self, api_version: str, kind: str) -> tuple[str, bool]:
+        """(plural, namespaced) of a kind, from the server's discovery documents."""
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
+
+        try:
+            resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
+        except (ResourceNotFoundError, ResourceNotUniqueError):
+            raise KubeInvalid(
+                f"the API server does not serve {kind} in {api_version}",
+                hint="check the apiVersion and kind, or install the CustomResourceDefinition first",
+            ) from None
+        return str(resource.name), bool(resource.namespaced)
+
+    # --- small conveniences -------------------------------------------------------------------------------
+
+    def get(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> Obj:
+        return self.request("GET", resource_path(api_version, plural, namespace, name),
+                            what=f"{plural}/{name}")
+
+    def list(self, api_version: str, plural: str, namespace: str | None = None, *, label_selector: str = "",
+             field_selector: str = "") -> list[Obj]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        reply = self.request("GET", resource_path(api_version, plural, namespace), what=plural, query=query)
+        items = reply.get("items") or []
+        return [i for i in items if isinstance(i, dict)]
+
+    def replace(self, api_version: str, plural: str, obj: Mapping[str, Any]) -> Obj:
+        meta = obj.get("metadata") or {}
+        name, namespace = str(meta.get("name")), meta.get("namespace")
+        return self.request("PUT", resource_path(api_version, plural, namespace, name), what=f"{plural}/{name}",
+                            body=dict(obj), query=[("fieldManager", FIELD_MANAGER)])
+
+    def patch(self, api_version: str, plural: str, name: str, patch: Any, *, namespace: str | None = None,
+              content_type: str = "application/merge-patch+json") -> Obj:
+        return self.request("PATCH", resource_path(api_version, plural, namespace, name), what=f"{plural}/{name}",
+                            body=patch, content_type=content_type, query=[("fieldManager", FIELD_MANAGER)])
+
+
+def _as_json(_client: object, data: Any) -> Any:
+    return data
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    text = str(reason or exc)
+    return text.split(": ", 1)[-1] if "Failed to establish" in text else text
+
+
+def _default_kubeconfig(environ: Mapping[str, str]) -> str | None:
+    home = environ.get("HOME") or os.path.expanduser("~")
+    path = Path(home) / ".kube" / "config"
+    return str(path) if path.exists() else None
+
+
+def connect(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+) -> KubeClient:
+    """A client from `kubeconfig` (else ~/.kube/config, else the in-cluster service account)."""
+    import yaml
+    from kubernetes import client
+    from kubernetes import config as untyped_config
+    from kubernetes.config.config_exception import ConfigException
+
+    config: Any = untyped_config  # kubernetes.config has no annotations: its calls are checked here
+
+    env = os.environ if environ is None else environ
+    path = kubeconfig or _default_kubeconfig(env)
+    configuration = client.Configuration()
+    if path:
+        missing = [p for p in path.split(os.pathsep) if p and not Path(p).exists()]
+        if missing and len(missing) == len([p for p in path.split(os.pathsep) if p]):
+            raise KubeConfigError(f"the kubeconfig {path} does not exist",
+                                  hint="pass --kubeconfig PATH or set KUBECONFIG to an existing file")
+        try:
+            config.load_kube_config(config_file=path, context=context, client_configuration=configuration,
+                                    persist_config=False)
+        except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
+            raise KubeConfigError(
+                f"cannot use the kubeconfig {path}{f' (context {context})' if context else ''}: {exc}",
+                hint="check the file with 'kubectl config view' and the context name with "
+                     "'kubectl config get-contexts'",
+            ) from None
+    else:
+        if context:
+            raise KubeConfigError(f"--context {context} needs a kubeconfig, and none was found",
+                                  hint="pass --kubeconfig PATH or set KUBECONFIG")
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException:
+            raise KubeConfigError(
+                "no kubeconfig (~/.kube/config does not exist) and not running inside a pod",
+                hint="pass --kubeconfig PATH or set KUBECONFIG",
+            ) from None
+    return _open(configuration, request_timeout)
+
+
+def _open(configuration: Any, request_timeout: float) -> KubeClient:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic import DynamicClient as UntypedDynamicClient
+    from urllib3.exceptions import HTTPError
+
+    dynamic_client: Any = UntypedDynamicClient  # kubernetes.dynamic has no annotations
+    server = str(configuration.host)
+    api_client: Any = client.ApiClient(configuration)
+    api_client.user_agent = f"terwayctl/{__version__}"
+    workdir = Path(tempfile.mkdtemp(prefix="terwayctl-discovery-"))
+    try:
+        dynamic = dynamic_client(api_client, cache_file=str(workdir / "discovery.json"))
+    except ApiException as exc:
+        api_client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise from_api_error(exc.status or None, exc.body, "API discovery") from None
+    except (HTTPError, ValueError, json.JSONDecodeError) as exc:
+        api_client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise unreachable(server, _reason(exc)) from None
+    return KubeClient(dynamic, server, workdir, request_timeout)
