@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
@@ -31,6 +31,7 @@ from terwayctl.core.errors import InvalidInput, NotFound
 if TYPE_CHECKING:
     from terwayctl.cloud.api import VpcLayoutReader
     from terwayctl.kube.api import ObjectReader, ObjectWriter
+    from terwayctl.kube.configmap import EditResult
     from terwayctl.kube.reads import NodeInfo
 
 app = typer.Typer(no_args_is_help=True, help="Add, list and remove the pod vSwitches Terway uses (eni_conf).")
@@ -122,6 +123,30 @@ def _restart(kube: ObjectWriter, namespace: str, timeout: float, out: TextIO) ->
     return 0 if result.complete else 1
 
 
+def _edit_eni_conf(
+    kube: ObjectWriter, namespace: str, name: str, change: Callable[[str], str], dry_run: bool, out: TextIO
+) -> EditResult | None:
+    """Change the eni_conf key of a ConfigMap with optimistic concurrency (re-applied on 409).
+
+    With dry_run, prints the eni_conf diff and returns None: nothing is written.
+    """
+    from terwayctl.kube.configmap import edit_configmap
+
+    def transform(data: Mapping[str, str]) -> Mapping[str, str]:
+        current = data.get(defaults.ENI_CONF_KEY)
+        if current is None:
+            raise InvalidInput(f"ConfigMap {namespace}/{name} has no {defaults.ENI_CONF_KEY} key")
+        return {**data, defaults.ENI_CONF_KEY: change(current)}
+
+    result = edit_configmap(kube, namespace, name, transform, dry_run=dry_run)
+    if not dry_run:
+        return result
+    out.write(eni_conf_diff(result.before[defaults.ENI_CONF_KEY], result.after[defaults.ENI_CONF_KEY],
+                            f"{namespace}/{name}/eni_conf"))
+    out.write("dry run: nothing changed\n")
+    return None
+
+
 # --- add --------------------------------------------------------------------------------------------------
 
 
@@ -138,7 +163,6 @@ def add(
     """Add vSwitches under their zone in eni_conf, then restart the terway pods."""
     from terwayctl.cloud.session import client_from_options
     from terwayctl.kube.client import connect
-    from terwayctl.kube.configmap import edit_configmap
     from terwayctl.kube.reads import list_nodes
 
     options = global_options(ctx)
@@ -161,17 +185,11 @@ def add(
         for warning in plan.warnings:
             typer.echo(f"warning: {warning}", err=True)
 
-        def transform(data: Mapping[str, str]) -> Mapping[str, str]:
-            current = data.get(defaults.ENI_CONF_KEY)
-            if current is None:
-                raise InvalidInput(f"ConfigMap {options.namespace}/{name} lost its {defaults.ENI_CONF_KEY} key")
-            return {**data, defaults.ENI_CONF_KEY: add_vswitches_text(current, plan.additions, f"{name} eni_conf")}
-
-        result = edit_configmap(kube, options.namespace, name, transform, dry_run=dry_run)
-        if dry_run:
-            out.write(eni_conf_diff(result.before[defaults.ENI_CONF_KEY], result.after[defaults.ENI_CONF_KEY],
-                                    f"{options.namespace}/{name}/eni_conf"))
-            out.write("dry run: nothing changed\n")
+        result = _edit_eni_conf(
+            kube, options.namespace, name, lambda text: add_vswitches_text(text, plan.additions, f"{name} eni_conf"),
+            dry_run, out,
+        )
+        if result is None:
             return 0
         for zone_id, vsw in plan.additions:
             facts = found[vsw]
@@ -201,7 +219,6 @@ def remove(
 ) -> int:
     """Remove a vSwitch from eni_conf (never the last one of a zone with nodes), then restart the terway pods."""
     from terwayctl.kube.client import connect
-    from terwayctl.kube.configmap import edit_configmap
     from terwayctl.kube.reads import list_nodes
 
     options = global_options(ctx)
@@ -211,20 +228,13 @@ def remove(
     with connect(options.kubeconfig, options.context) as kube:
         node_zones = _zone_counts(_target_nodes(list_nodes(kube), configmap))
 
-        def transform(data: Mapping[str, str]) -> Mapping[str, str]:
-            current = data.get(defaults.ENI_CONF_KEY)
-            if current is None:
-                raise InvalidInput(f"ConfigMap {options.namespace}/{name} has no {defaults.ENI_CONF_KEY} key")
-            conf = parse_eni_conf_text(current, f"{name} eni_conf")
+        def change(text: str) -> str:
+            conf = parse_eni_conf_text(text, f"{name} eni_conf")
             plan_vswitch_removal(vswitch, configured_vswitches(conf, f"{name} eni_conf"), node_zones)
-            return {**data, defaults.ENI_CONF_KEY: remove_vswitch_text(current, vswitch, f"{name} eni_conf")}
+            return remove_vswitch_text(text, vswitch, f"{name} eni_conf")
 
         _eni_conf_of(kube, options.namespace, name)
-        result = edit_configmap(kube, options.namespace, name, transform, dry_run=dry_run)
-        if dry_run:
-            out.write(eni_conf_diff(result.before[defaults.ENI_CONF_KEY], result.after[defaults.ENI_CONF_KEY],
-                                    f"{options.namespace}/{name}/eni_conf"))
-            out.write("dry run: nothing changed\n")
+        if _edit_eni_conf(kube, options.namespace, name, change, dry_run, out) is None:
             return 0
         out.write(f"removed {vswitch} from configmap {options.namespace}/{name}\n")
         out.write("note: ENIs already in this vSwitch keep working until they are released\n")
