@@ -1,0 +1,54 @@
+"""The node datapath: pods attached to ENIs through veth pairs and policy routing (default),
+ipvlan L2 (where the kernel has it) or an exclusive ENI, plus tc tbf bandwidth.
+
+All netlink work goes through pyroute2 objects bound to a namespace (`terwayctl.node.netns`);
+nothing here changes the namespace of the calling thread.
+"""
+
+from __future__ import annotations
+
+from terwayctl.node.datapath.api import effective_mode, setup_pod, teardown_pod
+from terwayctl.node.datapath.inspect import inspect_node
+from terwayctl.node.datapath.ipvlan import ipvlan_supported
+from terwayctl.node.datapath.model import (
+    ENI_TABLE_BASE,
+    FROM_POD_PRIORITY,
+    POD_GATEWAY,
+    TO_POD_PRIORITY,
+    DatapathError,
+    DatapathMode,
+    EniTable,
+    NodeInspection,
+    PodAttachment,
+    PodNetwork,
+    PodVeth,
+    PolicyRule,
+    eni_table_id,
+    host_veth_name,
+)
+from terwayctl.node.datapath.policy import ensure_eni_table
+from terwayctl.node.datapath.tc import apply_bandwidth
+
+__all__ = [
+    "ENI_TABLE_BASE",
+    "FROM_POD_PRIORITY",
+    "POD_GATEWAY",
+    "TO_POD_PRIORITY",
+    "DatapathError",
+    "DatapathMode",
+    "EniTable",
+    "NodeInspection",
+    "PodAttachment",
+    "PodNetwork",
+    "PodVeth",
+    "PolicyRule",
+    "apply_bandwidth",
+    "effective_mode",
+    "eni_table_id",
+    "ensure_eni_table",
+    "host_veth_name",
+    "inspect_node",
+    "ipvlan_supported",
+    "setup_pod",
+    "teardown_pod",
+]

@@ -1,0 +1,77 @@
+"""Small netlink helpers shared by the datapath modes (links, addresses, sysctls)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from terwayctl.node import netns
+from terwayctl.node.netlink import Message, Netlink, is_absent, is_exists
+from terwayctl.node.netns import Namespace
+
+
+def link_index(nl: Netlink, name: str) -> int | None:
+    found = nl.link_lookup(ifname=name)
+    return int(found[0]) if found else None
+
+
+def link_msg(nl: Netlink, index: int) -> Message:
+    return nl.link("get", index=index)[0]
+
+
+def link_name(msg: Message) -> str:
+    return str(msg.get_attr("IFLA_IFNAME"))
+
+
+def link_mac(msg: Message) -> str:
+    return str(msg.get_attr("IFLA_ADDRESS"))
+
+
+def link_kind(msg: Message) -> str | None:
+    info = msg.get_attr("IFLA_LINKINFO")
+    if info is None:
+        return None
+    kind = info.get_attr("IFLA_INFO_KIND")
+    return None if kind is None else str(kind)
+
+
+def set_up(nl: Netlink, index: int, mtu: int | None = None) -> None:
+    if mtu is not None and link_msg(nl, index).get_attr("IFLA_MTU") != mtu:
+        nl.link("set", index=index, mtu=mtu)
+    nl.link("set", index=index, state="up")
+
+
+def ensure_address(nl: Netlink, index: int, ip: IPv4Address, prefixlen: int) -> bool:
+    """Add ip/prefixlen to the link; False when it was already there."""
+    for msg in nl.addr("dump", index=index):
+        if msg.get_attr("IFA_ADDRESS") == str(ip) and msg["prefixlen"] == prefixlen:
+            return False
+    try:
+        nl.addr("add", index=index, address=str(ip), prefixlen=prefixlen)
+    except Exception as exc:
+        if is_exists(exc):
+            return False
+        raise
+    return True
+
+
+def delete_link(nl: Netlink, name: str) -> bool:
+    """Delete a link by name; False when it was not there."""
+    index = link_index(nl, name)
+    if index is None:
+        return False
+    try:
+        nl.link("del", index=index)
+    except Exception as exc:
+        if is_absent(exc):
+            return False
+        raise
+    return True
+
+
+def conf_key(ifname: str, item: str) -> str:
+    """The sysctl key of ``net.ipv4.conf.<ifname>.<item>`` (safe for names with dots)."""
+    return f"net/ipv4/conf/{ifname}/{item}"
+
+
+def set_conf(ns: Namespace, ifname: str, item: str, value: str) -> None:
+    netns.write_sysctl(ns, conf_key(ifname, item), value)

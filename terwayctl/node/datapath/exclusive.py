@@ -1,0 +1,83 @@
+"""Exclusive-ENI mode (upstream plugin/datapath/exclusive_eni_linux.go): the ENI link itself moves
+into the pod namespace, is renamed to CNI_IFNAME and gets <podIP>/<prefix> and
+``default via <vSwitch gateway> dev eth0 onlink``. Teardown renames it back and returns it to the
+node namespace. Moving a link flushes its addresses and routes, so the node side starts clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from terwayctl.node import netns
+from terwayctl.node.datapath import policy, tc
+from terwayctl.node.datapath._links import ensure_address, link_index, link_mac, link_msg, set_up
+from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
+from terwayctl.node.netlink import RTNH_F_ONLINK
+from terwayctl.node.netns import Namespace
+
+
+def move_back(node: Namespace, pod: Namespace, ifname: str, eni_ifname: str) -> None:
+    """Return the ENI (named `ifname` in the pod) to the node under its own name; absence is fine."""
+    if not netns.exists(pod) or not netns.exists(node):
+        return
+    with netns.iproute(pod) as pn:
+        index = link_index(pn, ifname)
+        if index is None:
+            return
+        pn.link("set", index=index, state="down")
+        if ifname != eni_ifname:
+            pn.link("set", index=index, ifname=eni_ifname)
+        pn.link("set", index=index, net_ns_fd=str(netns.path_of(node)))
+    with netns.iproute(node) as nn:
+        index = link_index(nn, eni_ifname)
+        if index is not None:
+            set_up(nn, index)
+
+
+def setup(
+    stack: contextlib.ExitStack, node: Namespace, pod: Namespace, ifname: str, spec: PodNetwork
+) -> PodAttachment:
+    with netns.iproute(node) as nn, netns.iproute(pod) as pn:
+        eni = link_index(nn, spec.eni_ifname)
+        pod_link = link_index(pn, ifname)
+        if eni is None and pod_link is None:
+            raise DatapathError(f"ENI {spec.eni_ifname} not found in node namespace {node}")
+        if eni is not None:
+            if pod_link is not None:
+                raise DatapathError(f"{ifname} already exists in pod namespace {pod}")
+            nn.link("set", index=eni, state="down")
+            nn.link("set", index=eni, net_ns_fd=str(netns.path_of(pod)))
+            stack.callback(move_back, node, pod, ifname, spec.eni_ifname)
+            moved = link_index(pn, spec.eni_ifname)
+            if moved is None:
+                raise DatapathError(f"ENI {spec.eni_ifname} did not arrive in pod namespace {pod}")
+            if spec.eni_ifname != ifname:
+                pn.link("set", index=moved, ifname=ifname)
+            pod_link = moved
+        assert pod_link is not None
+        lo = link_index(pn, "lo")
+        if lo is not None:
+            set_up(pn, lo)
+        set_up(pn, pod_link, spec.mtu)
+        ensure_address(pn, pod_link, spec.pod_ip, spec.prefix)
+        pn.route(
+            "replace", dst=policy.DEFAULT_DST, gateway=str(spec.gateway), oif=pod_link, flags=RTNH_F_ONLINK
+        )
+        # no host veth here: only egress (on the pod side) can be shaped
+        tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
+        pod_mac = link_mac(link_msg(pn, pod_link))
+    return PodAttachment(
+        mode=DatapathMode.EXCLUSIVE_ENI,
+        pod_ifname=ifname,
+        pod_ip=spec.pod_ip,
+        pod_mac=pod_mac,
+        host_ifname=None,
+        host_mac=None,
+        eni_ifname=spec.eni_ifname,
+        eni_table=None,
+    )
+
+
+def teardown(node: Namespace, pod: Namespace | None, ifname: str, spec: PodNetwork) -> None:
+    if pod is not None:
+        move_back(node, pod, ifname, spec.eni_ifname)

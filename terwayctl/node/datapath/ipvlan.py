@@ -1,0 +1,129 @@
+"""ipvlan L2 mode (upstream plugin/datapath/ipvlan_linux.go), where the kernel has ipvlan.
+
+Detection tries to create an ipvlan link on a dummy in a scratch namespace (``twprobe-<hex>``,
+always deleted) and caches the answer for the process. Kernels older than 4.19 are not tried.
+The pod gets an ipvlan L2 slave of the ENI as CNI_IFNAME, <podIP>/32 and
+``default via <vSwitch gateway> onlink``.
+Not done: upstream's host-side ipvlan slave (``ipvl_x``) for node-to-pod traffic and its eBPF
+service path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import re
+import secrets
+
+from terwayctl.node import netns
+from terwayctl.node.datapath import policy, tc
+from terwayctl.node.datapath._links import (
+    delete_link,
+    ensure_address,
+    link_index,
+    link_kind,
+    link_mac,
+    link_msg,
+    set_up,
+)
+from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
+from terwayctl.node.netlink import RTNH_F_ONLINK, NetlinkError
+from terwayctl.node.netns import Namespace
+
+log = logging.getLogger(__name__)
+
+IPVLAN_MODE_L2 = 0
+MIN_KERNEL = (4, 19)
+_supported: bool | None = None
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", release if release is not None else platform.release())
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
+def _probe() -> bool:
+    if kernel_version() < MIN_KERNEL:
+        return False
+    name = f"twprobe-{secrets.token_hex(4)}"
+    netns.create(name)
+    try:
+        with netns.iproute(name) as nl:
+            nl.link("add", ifname="probe0", kind="veth", peer="probe0p")  # veth: dummy may be missing too
+            parent = link_index(nl, "probe0")
+            try:
+                nl.link("add", ifname="probe1", kind="ipvlan", link=parent, ipvlan_mode=IPVLAN_MODE_L2)
+            except NetlinkError as exc:
+                log.debug("ipvlan probe failed: %s", exc)
+                return False
+            return True
+    finally:
+        netns.delete(name)
+
+
+def ipvlan_supported(*, refresh: bool = False) -> bool:
+    """True when this kernel can create ipvlan links (probed once per process)."""
+    global _supported
+    if _supported is None or refresh:
+        _supported = _probe()
+    return _supported
+
+
+def _delete_in(ns: Namespace, name: str) -> None:
+    if netns.exists(ns):
+        with netns.iproute(ns) as nl:
+            delete_link(nl, name)
+
+
+def setup(
+    stack: contextlib.ExitStack, node: Namespace, pod: Namespace, ifname: str, spec: PodNetwork
+) -> PodAttachment:
+    with netns.iproute(node) as nn, netns.iproute(pod) as pn:
+        eni = link_index(nn, spec.eni_ifname)
+        if eni is None:
+            raise DatapathError(f"ENI {spec.eni_ifname} not found in node namespace {node}")
+        pod_link = link_index(pn, ifname)
+        if pod_link is not None and link_kind(link_msg(pn, pod_link)) != "ipvlan":
+            raise DatapathError(f"{ifname} already exists in pod namespace {pod}")
+        if pod_link is None:
+            tmp = f"ipvl{secrets.token_hex(5)}"
+            nn.link("add", ifname=tmp, kind="ipvlan", link=eni, ipvlan_mode=IPVLAN_MODE_L2, mtu=spec.mtu)
+            stack.callback(_delete_in, node, tmp)
+            index = link_index(nn, tmp)
+            nn.link("set", index=index, net_ns_fd=str(netns.path_of(pod)))
+            stack.callback(_delete_in, pod, tmp)
+            moved = link_index(pn, tmp)
+            if moved is None:
+                raise DatapathError(f"ipvlan link {tmp} did not arrive in pod namespace {pod}")
+            pn.link("set", index=moved, ifname=ifname)
+            stack.callback(_delete_in, pod, ifname)
+            pod_link = moved
+        set_up(nn, eni)
+        set_up(pn, pod_link, spec.mtu)
+        ensure_address(pn, pod_link, spec.pod_ip, 32)
+        pn.route(
+            "replace", dst=policy.DEFAULT_DST, gateway=str(spec.gateway), oif=pod_link, flags=RTNH_F_ONLINK
+        )
+        tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
+        pod_mac = link_mac(link_msg(pn, pod_link))
+    return PodAttachment(
+        mode=DatapathMode.IPVLAN,
+        pod_ifname=ifname,
+        pod_ip=spec.pod_ip,
+        pod_mac=pod_mac,
+        host_ifname=None,
+        host_mac=None,
+        eni_ifname=spec.eni_ifname,
+        eni_table=None,
+    )
+
+
+def teardown(node: Namespace, pod: Namespace | None, ifname: str, spec: PodNetwork) -> None:
+    del node, spec
+    if pod is None or not netns.exists(pod):
+        return
+    with netns.iproute(pod) as pn:
+        index = link_index(pn, ifname)
+        if index is not None and link_kind(link_msg(pn, index)) == "ipvlan":
+            delete_link(pn, ifname)
