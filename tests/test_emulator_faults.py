@@ -7,10 +7,12 @@ import time
 from typing import Any
 
 import pytest
+from aliyunsdkecs.request.v20140526.AssignPrivateIpAddressesRequest import AssignPrivateIpAddressesRequest
 from aliyunsdkecs.request.v20140526.AttachNetworkInterfaceRequest import AttachNetworkInterfaceRequest
 from aliyunsdkecs.request.v20140526.CreateNetworkInterfaceRequest import CreateNetworkInterfaceRequest
 from aliyunsdkecs.request.v20140526.DescribeNetworkInterfacesRequest import DescribeNetworkInterfacesRequest
 from aliyunsdkecs.request.v20140526.DetachNetworkInterfaceRequest import DetachNetworkInterfaceRequest
+from aliyunsdkecs.request.v20140526.UnassignPrivateIpAddressesRequest import UnassignPrivateIpAddressesRequest
 
 from terwayctl.emulator import EniInfo, FaultInjector, FaultSpec
 from tests.fixtures.emulator import RunningEmulator, SdkCaller
@@ -103,6 +105,10 @@ class RecordingHook:
         self.events.append(("detach", instance_id, eni))
         self.changed.set()
 
+    def on_ips_changed(self, instance_id: str, eni: EniInfo) -> None:
+        self.events.append(("ips", instance_id, eni))
+        self.changed.set()
+
 
 def _status(caller: SdkCaller, eni: str) -> str:
     request = DescribeNetworkInterfacesRequest()
@@ -141,6 +147,39 @@ def test_attach_and_detach_delays_and_the_hook(emulator_factory: Any) -> None:
         assert hook.changed.wait(5)
         assert _status(caller, eni) == "Available"
         assert [e[0] for e in hook.events] == ["attach", "detach"]
+    finally:
+        caller.close()
+
+
+def test_the_hook_hears_of_ip_changes_on_attached_enis_only(emulator_factory: Any) -> None:
+    hook = RecordingHook()
+    running = emulator_factory(_default(), hook=hook)
+    caller = SdkCaller(running)
+    try:
+        create = CreateNetworkInterfaceRequest()
+        create.set_VSwitchId("vsw-emupodi")
+        create.set_SecurityGroupId("sg-emudefault")
+        eni = caller.call(create)["NetworkInterfaceId"]
+        assign = AssignPrivateIpAddressesRequest()
+        assign.set_NetworkInterfaceId(eni)
+        assign.set_SecondaryPrivateIpAddressCount(1)
+        caller.call(assign)
+        assert hook.events == []  # not attached: no datapath to tell
+        attach = AttachNetworkInterfaceRequest()
+        attach.set_InstanceId("i-emunode1")
+        attach.set_NetworkInterfaceId(eni)
+        caller.call(attach)
+        assign.set_SecondaryPrivateIpAddressCount(2)
+        added = caller.call(assign)["AssignedPrivateIpAddressesSet"]["PrivateIpSet"]["PrivateIpAddress"]
+        kind, instance, info = hook.events[-1]
+        assert (kind, instance) == ("ips", "i-emunode1")
+        assert set(added) <= set(info.private_ips) and len(info.private_ips) == 4
+        unassign = UnassignPrivateIpAddressesRequest()
+        unassign.set_NetworkInterfaceId(eni)
+        unassign.set_PrivateIpAddresss(added[:1])
+        caller.call(unassign)
+        kind, _, info = hook.events[-1]
+        assert kind == "ips" and added[0] not in info.private_ips and len(info.private_ips) == 3
     finally:
         caller.close()
 

@@ -82,6 +82,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cloud": ("terwayctl.cli.cloud", "app"),
     "cni": ("terwayctl.cli.cni", "cni"),
     "completion": ("terwayctl.cli.completion", "completion"),
+    "daemon": ("terwayctl.cli.daemon", "app"),
+    "ipam": ("terwayctl.cli.ipam", "app"),
     "plan": ("terwayctl.cli.plan", "app"),
     "vswitch": ("terwayctl.cli.vswitch", "app"),
     "render": ("terwayctl.cli.manifest", "render"),

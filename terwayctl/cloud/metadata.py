@@ -77,6 +77,10 @@ class MetadataService:
             return None
         return RoleCredentials(role, key_id, secret, token, str(doc.get("Expiration", "")))
 
+    def get(self, path: str) -> str | None:
+        """The text at a metadata path (e.g. /latest/meta-data/instance-id), or None when unreachable."""
+        return self._get(path)
+
     def _get(self, path: str) -> str | None:
         if not self.enabled:
             return None

@@ -343,6 +343,7 @@ def assign_private_ip_addresses(call: Call) -> Reply:
         assigned = allocate_specific(conn, eni["vswitch_id"], eni["eni_id"], wanted)
     else:
         assigned = allocate(conn, eni["vswitch_id"], eni["eni_id"], count)
+    _ips_changed(call, eni["eni_id"])
     return {"AssignedPrivateIpAddressesSet": {
         "NetworkInterfaceId": eni["eni_id"], "PrivateIpSet": {"PrivateIpAddress": assigned},
     }}
@@ -363,7 +364,15 @@ def unassign_private_ip_addresses(call: Call) -> Reply:
         if held[address]:
             raise ApiError("InvalidOperation.DeletePrimaryIp", "The primary private address cannot be unassigned.")
     release_ips(conn, eni["eni_id"], addresses)
+    _ips_changed(call, eni["eni_id"])
     return {}
+
+
+def _ips_changed(call: Call, eni_id: str) -> None:
+    """Tell the hook the addresses of an attached ENI changed (the datapath routes each one)."""
+    eni = eni_row(call.conn, eni_id)
+    if eni["status"] == "InUse" and eni["instance_id"]:
+        call.events.append(HookEvent("ips", eni["instance_id"], eni_info(call.conn, eni)))
 
 
 ECS_ACTIONS: dict[str, Handler] = {

@@ -1,7 +1,8 @@
 """The extension point for the node datapath: called after an ENI is attached to or detached from an instance.
 
 The server calls the hook after the state change is committed: on AttachNetworkInterface once the
-ENI is InUse (after the attach delay, if any), on DetachNetworkInterface once it is Available again.
+ENI is InUse (after the attach delay, if any), on DetachNetworkInterface once it is Available again,
+and on Assign/UnassignPrivateIpAddresses of an attached ENI (on_ips_changed, with the new addresses).
 A hook runs on a server thread; it must not block for long and must not call the emulator's API
 synchronously from inside the call. Exceptions from a hook are logged and swallowed.
 """
@@ -32,6 +33,8 @@ class EniHook(Protocol):
 
     def on_detach(self, instance_id: str, eni: EniInfo) -> None: ...
 
+    def on_ips_changed(self, instance_id: str, eni: EniInfo) -> None: ...
+
 
 class NoopEniHook:
     """The default: nothing happens on the host."""
@@ -42,9 +45,12 @@ class NoopEniHook:
     def on_detach(self, instance_id: str, eni: EniInfo) -> None:
         return None
 
+    def on_ips_changed(self, instance_id: str, eni: EniInfo) -> None:
+        return None
+
 
 @dataclass(frozen=True)
 class HookEvent:
-    kind: str  # "attach" | "detach"
+    kind: str  # "attach" | "detach" | "ips"
     instance_id: str
     eni: EniInfo

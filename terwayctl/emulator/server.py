@@ -236,6 +236,8 @@ class Emulator:
             try:
                 if event.kind == "attach":
                     self.hook.on_attach(event.instance_id, event.eni)
+                elif event.kind == "ips":
+                    self.hook.on_ips_changed(event.instance_id, event.eni)
                 else:
                     self.hook.on_detach(event.instance_id, event.eni)
             except Exception:

@@ -1,0 +1,185 @@
+"""`terwayctl daemon`: run the node daemon (no subcommand), or ask a running one (`status`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from terwayctl.cli.context import GlobalOptions, global_options
+from terwayctl.cli.options import Output, OutputOption
+from terwayctl.cli.table import write_table
+from terwayctl.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from terwayctl.node.daemon.config import DaemonConfig, NodeIdentity
+
+app = typer.Typer(
+    help="Run the Terway node daemon (IP pool, CNI socket), or ask a running one with 'status'.",
+    invoke_without_command=True,
+)
+
+DEFAULT_SOCKET = "/var/run/eni/eni.socket"
+DEFAULT_STATE_DIR = "/var/lib/cni/terway"
+
+
+@app.callback()
+def daemon(
+    ctx: typer.Context,
+    mode: Annotated[str, typer.Option(help="eniip (shared ENI, many IPs) or eni (one exclusive ENI per pod).")] = "eniip",
+    config: Annotated[Optional[Path], typer.Option("--config", help="eni_conf file (JSON, or a ConfigMap with data.eni_conf).")] = None,  # noqa: UP045
+    instance_id: Annotated[Optional[str], typer.Option(help="ECS instance id (default: instance metadata).")] = None,  # noqa: UP045
+    zone: Annotated[Optional[str], typer.Option(help="Zone of the node (default: metadata or DescribeInstances).")] = None,  # noqa: UP045
+    vswitch_id: Annotated[Optional[str], typer.Option(help="The node's primary vSwitch (fallback pod vSwitch).")] = None,  # noqa: UP045
+    instance_type: Annotated[Optional[str], typer.Option(help="Instance type (default: DescribeInstances).")] = None,  # noqa: UP045
+    socket_path: Annotated[Path, typer.Option("--socket", envvar="TERWAY_DAEMON_SOCKET", help="CNI unix socket (mode 0600).")] = Path(DEFAULT_SOCKET),
+    state_dir: Annotated[Path, typer.Option(help="State directory (the SQLite store).")] = Path(DEFAULT_STATE_DIR),
+    node_netns: Annotated[Optional[str], typer.Option(help="Network namespace of the node's ENIs (a name or path; default: the current one).")] = None,  # noqa: UP045
+    metrics: Annotated[Optional[str], typer.Option(help="Serve /metrics on 127.0.0.1:PORT or unix:/path.")] = None,  # noqa: UP045
+    pod_annotations: Annotated[Optional[Path], typer.Option(help='JSON file {"ns/name": {annotation: value}} for bandwidth annotations.')] = None,  # noqa: UP045
+    log_format: Annotated[str, typer.Option(help="logfmt or json.")] = "logfmt",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the node daemon until SIGTERM/SIGINT: pool ENIs and IPs, answer the CNI plugin."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from terwayctl.node.daemon import logfmt
+
+    logfmt.configure(log_format, log_level)
+    options = global_options(ctx)
+    daemon_config = _build_config(
+        options, mode=mode, config=config, instance_id=instance_id, zone=zone, vswitch_id=vswitch_id,
+        instance_type=instance_type, socket_path=socket_path, state_dir=state_dir, node_netns=node_netns,
+        metrics=metrics, pod_annotations=pod_annotations,
+    )
+    _run(options, daemon_config)
+
+
+def _identity(
+    options: GlobalOptions, client: Any, instance_id: str | None, zone: str | None, vswitch_id: str | None,
+    instance_type: str | None,
+) -> NodeIdentity:
+    from terwayctl.cloud.metadata import MetadataService
+    from terwayctl.node.daemon.config import NodeIdentity
+
+    service = MetadataService.from_environ(os.environ)
+
+    def meta(path: str) -> str | None:
+        text = service.get(path)
+        return text.strip() if text else None
+
+    instance_id = instance_id or meta("/latest/meta-data/instance-id")
+    if not instance_id:
+        raise InvalidInput("the node's instance id is unknown", hint="pass --instance-id (no instance metadata here)")
+    zone = zone or meta("/latest/meta-data/zone-id")
+    vswitch_id = vswitch_id or meta("/latest/meta-data/vswitch-id")
+    instance_type = instance_type or meta("/latest/meta-data/instance/instance-type")
+    if not (zone and vswitch_id and instance_type):
+        found = client.describe_instances(instance_ids=[instance_id])
+        if not found:
+            raise InvalidInput(f"instance {instance_id} not found", hint="check --instance-id and --region")
+        zone, vswitch_id = zone or found[0].zone_id, vswitch_id or found[0].vswitch_id
+        instance_type = instance_type or found[0].instance_type
+    return NodeIdentity(instance_id, zone or "", vswitch_id or "", instance_type or "")
+
+
+def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
+    from terwayctl.node.daemon.config import (
+        DaemonConfig,
+        NodeIdentity,
+        PoolMode,
+        load_eni_conf,
+        pool_settings,
+    )
+
+    try:
+        mode = PoolMode(flags["mode"])
+    except ValueError:
+        raise InvalidInput(f"--mode must be eniip or eni, got {flags['mode']!r}") from None
+    conf = load_eni_conf(flags["config"]) if flags["config"] is not None else {}
+    # identity flags as given; what is missing is resolved in _run, once the cloud client exists
+    identity = NodeIdentity(
+        flags["instance_id"] or "", flags["zone"] or "", flags["vswitch_id"] or "", flags["instance_type"] or ""
+    )
+    return DaemonConfig(
+        identity=identity,
+        pool=pool_settings(conf, str(flags["config"] or "eni_conf")),
+        mode=mode,
+        socket_path=flags["socket_path"],
+        state_dir=flags["state_dir"],
+        node_netns=flags["node_netns"],
+        metrics=flags["metrics"],
+        pod_annotations=flags["pod_annotations"],
+    )
+
+
+def _run(options: GlobalOptions, config: DaemonConfig) -> None:
+    import dataclasses
+
+    from terwayctl.cloud.session import client_from_options
+    from terwayctl.node.daemon.server import Running
+    from terwayctl.node.daemon.service import Daemon
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    client = client_from_options(options)
+    try:
+        given = config.identity
+        identity = _identity(options, client, given.instance_id or None, given.zone_id or None,
+                             given.vswitch_id or None, given.instance_type or None)
+        config = dataclasses.replace(config, identity=identity)
+        with Running(Daemon(config, client)):
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        client.close()
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    output: OutputOption = Output.table,
+) -> None:
+    """Ask the running daemon (over its socket) for its pool, ENIs and allocations; exit 1 when not ready."""
+    socket_path = ctx.parent.params.get("socket_path", Path(DEFAULT_SOCKET)) if ctx.parent else Path(DEFAULT_SOCKET)
+    from terwayctl.node.daemon.client import DaemonUnavailable, ask_status
+
+    doc = ask_status(Path(socket_path))
+    if output is Output.json:
+        typer.echo(json.dumps(doc, indent=2))
+    elif output is Output.yaml:
+        import yaml
+
+        typer.echo(yaml.safe_dump(doc, sort_keys=False).rstrip())
+    else:
+        print_status(doc, sys.stdout)
+    if not doc.get("ready"):
+        raise DaemonUnavailable("the daemon is not ready", hint="see its log; 'terwayctl daemon status -o json'")
+
+
+def print_status(doc: dict[str, Any], out: Any) -> None:
+    pool = doc.get("pool", {})
+    out.write(
+        f"ready: {'yes' if doc.get('ready') else 'no'}   mode: {doc.get('mode')}   instance: {doc.get('instance_id')}"
+        f"   zone: {doc.get('zone_id')}\n"
+        f"pool: {pool.get('enis')}/{pool.get('max_enis')} ENIs, {pool.get('ips')} IPs, {pool.get('idle')} idle, "
+        f"{pool.get('allocated')} allocated (min {pool.get('min_pool_size')}, max {pool.get('max_pool_size')})\n"
+    )
+    if pool.get("last_error"):
+        out.write(f"last error: {pool['last_error']}\n")
+    out.write("\n")
+    write_table(out, ["ENI", "IFNAME", "MAC", "VSWITCH", "IPS", "ALLOCATED"],
+                [[e["eni_id"], e["ifname"], e["mac"], e["vswitch_id"], f"{e['ips']}/{e['ip_limit']}",
+                  str(e["allocated"])] for e in doc.get("enis", [])], right=["IPS", "ALLOCATED"])
+    out.write("\n")
+    write_table(out, ["IP", "POD", "CONTAINER", "IFNAME", "ENI"],
+                [[a["ip"], a["pod"], a["container_id"][:12], a["ifname"], a["eni_id"]]
+                 for a in doc.get("allocations", [])])

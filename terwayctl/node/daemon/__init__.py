@@ -1,0 +1,11 @@
+"""The node daemon: the IP pool (shared-ENI multi-IP or exclusive ENI), its SQLite store, the
+CNI socket server, reconciliation with the kernel and the cloud, and metrics (docs/node.md).
+
+Modules: `config` (eni_conf, identity, paths), `cloudapi` (the narrow `EniCloud` Protocol that
+`terwayctl.cloud.CloudClient` satisfies, and call metering), `store` (SQLite), `pool` (refills),
+`reconcile` (start-up repair), `service` (`Daemon`: the CNI verbs), `server` (the unix socket and
+metrics servers, `Running`), `check` (`ipam check`), `client` (asking a running daemon), `metrics`,
+`logfmt`. This package imports nothing of `terwayctl.cloud`: the CLI builds the client and hands it
+in (the layers keep `node` and `cloud` independent). The package itself imports nothing, so
+`config` and `client` stay cheap and free of pyroute2.
+"""

@@ -1,0 +1,170 @@
+"""The daemon's configuration: eni_conf (pool sizes, vSwitches, security groups, ENI caps), the
+node's identity, and where things live (socket, state, node namespace, metrics)."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terwayctl.core.eniconf import EniCaps, eni_caps_from_conf, parse_eni_conf_text
+from terwayctl.core.errors import InvalidInput
+
+DEFAULT_SOCKET = Path("/var/run/eni/eni.socket")
+DEFAULT_STATE_DIR = Path("/var/lib/cni/terway")
+STORE_FILE = "daemon.sqlite"
+DEFAULT_MAX_POOL = 5
+DEFAULT_MIN_POOL = 0
+DEFAULT_SYNC_PERIOD = 120.0
+ENI_CREATOR_TAG = "terway.node"
+"""Tag key on every ENI the daemon creates; the value is the instance id (for leak recovery)."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+class PoolMode(enum.StrEnum):
+    ENIIP = "eniip"
+    """shared ENI, many IPs per ENI (terway-eniip)"""
+    ENI = "eni"
+    """exclusive ENI: one whole ENI per pod (terway-eni)"""
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who the node is in the cloud."""
+
+    instance_id: str
+    zone_id: str
+    vswitch_id: str = ""
+    """the instance's primary vSwitch (the fallback when eni_conf names none for the zone)"""
+    instance_type: str = ""
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The pool part of eni_conf, validated."""
+
+    min_pool_size: int = DEFAULT_MIN_POOL
+    max_pool_size: int = DEFAULT_MAX_POOL
+    sync_period: float = DEFAULT_SYNC_PERIOD
+    vswitches: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    vswitch_selection_policy: str = "ordered"
+    security_groups: tuple[str, ...] = ()
+    eni_tags: Mapping[str, str] = field(default_factory=dict)
+    caps: EniCaps = field(default_factory=EniCaps)
+
+    def vswitches_for(self, zone: str, fallback: str = "") -> tuple[str, ...]:
+        chosen = tuple(self.vswitches.get(zone, ()))
+        return chosen or ((fallback,) if fallback else ())
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Everything `Daemon` needs besides the cloud client."""
+
+    identity: NodeIdentity
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    mode: PoolMode = PoolMode.ENIIP
+    socket_path: Path = DEFAULT_SOCKET
+    state_dir: Path = DEFAULT_STATE_DIR
+    node_netns: str | None = None
+    """the namespace the node's ENIs live in (a name in /run/netns or a path); None: the current one"""
+    metrics: str | None = None
+    """``127.0.0.1:PORT`` or ``unix:/path``; None: no metrics endpoint"""
+    pod_annotations: Path | None = None
+    """a JSON file ``{"<namespace>/<name>": {"<annotation>": "<value>"}}`` read on every ADD"""
+    add_timeout: float = 25.0
+    """how long an ADD waits for the pool before answering 11 (the plugin waits 30 s)"""
+    mtu: int = 1500
+
+    @property
+    def store_path(self) -> Path:
+        return self.state_dir / STORE_FILE
+
+    @property
+    def node_ns(self) -> str:
+        """The node namespace as the datapath takes it (the current one: /proc/self/ns/net)."""
+        return self.node_netns or "/proc/self/ns/net"
+
+
+def parse_duration(value: object, what: str) -> float:
+    """Go-style `30s`, `2m`, `500ms`, or a number of seconds."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{what} must be a duration such as 30s, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise InvalidInput(f"{what} must be a duration such as 30s, 2m or 500ms, got {value!r}")
+        unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match[2] or "s"]
+        seconds = float(match[1]) * unit
+    if seconds <= 0:
+        raise InvalidInput(f"{what} must be positive, got {value!r}")
+    return seconds
+
+
+def _int(conf: Mapping[str, Any], key: str, default: int) -> int:
+    value = conf.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"eni_conf: {key} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def pool_settings(conf: Mapping[str, Any], origin: str = "eni_conf") -> PoolSettings:
+    """Read the pool settings from an eni_conf object; unknown keys are ignored."""
+    min_pool = _int(conf, "min_pool_size", DEFAULT_MIN_POOL)
+    max_pool = _int(conf, "max_pool_size", DEFAULT_MAX_POOL)
+    if min_pool > max_pool:
+        raise InvalidInput(
+            f"{origin}: min_pool_size {min_pool} is larger than max_pool_size {max_pool}",
+            hint="min_pool_size <= max_pool_size",
+        )
+    raw_vsw = conf.get("vswitches") or {}
+    if not isinstance(raw_vsw, Mapping) or not all(
+        isinstance(v, list) and all(isinstance(i, str) for i in v) for v in raw_vsw.values()
+    ):
+        raise InvalidInput(f"{origin}: vswitches must map zones to lists of vSwitch ids")
+    policy = str(conf.get("vswitch_selection_policy") or "ordered")
+    if policy not in ("ordered", "random"):
+        raise InvalidInput(f"{origin}: vswitch_selection_policy must be random or ordered, got {policy!r}")
+    groups: list[str] = []
+    single = conf.get("security_group")
+    if isinstance(single, str) and single:
+        groups.append(single)
+    many = conf.get("security_groups") or []
+    if not isinstance(many, list) or not all(isinstance(g, str) for g in many):
+        raise InvalidInput(f"{origin}: security_groups must be a list of ids")
+    groups += [g for g in many if g not in groups]
+    if len(groups) > 10:
+        raise InvalidInput(f"{origin}: at most 10 security groups, got {len(groups)}")
+    tags = conf.get("eni_tags") or {}
+    if not isinstance(tags, Mapping):
+        raise InvalidInput(f"{origin}: eni_tags must be an object")
+    period = conf.get("ip_pool_sync_period")
+    return PoolSettings(
+        min_pool_size=min_pool,
+        max_pool_size=max_pool,
+        sync_period=DEFAULT_SYNC_PERIOD if period in (None, "") else parse_duration(period, "ip_pool_sync_period"),
+        vswitches={str(z): tuple(v) for z, v in raw_vsw.items()},
+        vswitch_selection_policy=policy,
+        security_groups=tuple(groups),
+        eni_tags={str(k): str(v) for k, v in tags.items()},
+        caps=eni_caps_from_conf(conf, origin),
+    )
+
+
+def load_eni_conf(path: Path) -> dict[str, Any]:
+    """eni_conf from a file: the JSON value itself, or a ConfigMap-style YAML/JSON with `eni_conf`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", hint="pass --config with the eni_conf file") from None
+    conf = parse_eni_conf_text(text, str(path))
+    inner = conf.get("data", {}).get("eni_conf") if isinstance(conf.get("data"), dict) else None
+    if isinstance(inner, str):
+        return parse_eni_conf_text(inner, f"{path}: data.eni_conf")
+    return conf

@@ -1,0 +1,490 @@
+"""The IP pool: idle pod IPs kept between min_pool_size and max_pool_size, refilled in batches.
+
+One background worker owns every cloud call. ADDs that find no idle IP register as waiters and
+wake the worker; the worker sizes ONE refill for all of them (waiters + min_pool_size - idle),
+spreads it over the ENIs with free slots and new ENIs, and runs one job per ENI in parallel. A job
+asks for at most 10 IPs per AssignPrivateIpAddresses call and publishes each batch as soon as it
+is committed to the store, so waiters are served while the rest is still on its way. A burst of
+pods therefore costs about ceil(pods / 10) assign calls (plus one create + attach per new ENI),
+never one call per pod.
+
+vSwitches: new ENIs go to the configured vSwitches of the node's zone (ordered: the first usable,
+random: any usable). IpNotEnough backs a vSwitch off for `VSWITCH_BACKOFF` seconds and the job
+tries the next one; an ENI whose vSwitch is out of addresses or that reached its IP quota is
+marked full. Other failures back the whole worker off exponentially (1 s doubling to 30 s) and
+make the current waiters fail fast with "try again later" (CNI code 11).
+
+In exclusive-ENI mode the unit is an ENI: each ENI gives one "IP" (its primary address).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from terwayctl.node.daemon.cloudapi import EniCloud, NetworkInterfaceView, error_code
+from terwayctl.node.daemon.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
+from terwayctl.node.daemon.links import prepare_eni, wait_for_link
+from terwayctl.node.daemon.store import EniRecord, Store
+
+log = logging.getLogger("terwayctl.node.daemon.pool")
+
+MAX_IPS_PER_CALL = 10
+VSWITCH_BACKOFF = 60.0
+BACKOFF_MIN, BACKOFF_MAX = 1.0, 30.0
+BATCH_WINDOW = 0.01
+ATTACH_TIMEOUT = 60.0
+LINK_TIMEOUT = 20.0
+MAX_PARALLEL_JOBS = 8
+
+IP_NOT_ENOUGH = "InvalidVSwitchId.IpNotEnough"
+ENI_FULL_CODES = frozenset({"QuotaExceeded.PrivateIpAddress", "InvalidOperation.Ipv4CountExceeded"})
+ENI_LIMIT_CODES = frozenset({"EniPerInstanceLimitExceeded"})
+
+
+@dataclass(frozen=True)
+class VSwitchInfo:
+    vswitch_id: str
+    cidr: str
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.cidr)
+
+    @property
+    def gateway(self) -> str:
+        """The vSwitch gateway: the last address but two (x.x.x.253 of a /24), as in the VPC."""
+        return str(self.network.broadcast_address - 2)
+
+    @property
+    def prefix(self) -> int:
+        return self.network.prefixlen
+
+
+@dataclass
+class Eni:
+    record: EniRecord
+    ifname: str
+    ips: set[str] = field(default_factory=set)
+    full: bool = False
+
+    @property
+    def eni_id(self) -> str:
+        return self.record.eni_id
+
+
+class PoolEmpty(Exception):
+    """No IP could be handed out in time; `detail` names the cloud error when there was one."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_enis: int
+    """secondary ENIs this node may hold"""
+    ip_limit: int
+    """pod IPs per ENI (EniPrivateIpAddressQuantity; 1 in exclusive mode)"""
+
+
+class Pool:
+    def __init__(
+        self,
+        *,
+        cloud: EniCloud,
+        store: Store,
+        config: DaemonConfig,
+        limits: Limits,
+        vswitches: dict[str, VSwitchInfo],
+        security_groups: Sequence[str],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cloud = cloud
+        self.store = store
+        self.config = config
+        self.limits = limits
+        self.vswitches = vswitches
+        self.security_groups = tuple(security_groups)
+        self.clock = clock
+        self.sleep = sleep
+        self.cond = threading.Condition()
+        self.enis: dict[str, Eni] = {}
+        self.idle: deque[str] = deque()
+        self.allocated: set[str] = set()
+        self.ip_eni: dict[str, str] = {}
+        self.max_enis = limits.max_enis
+        self.last_error = ""
+        self._waiters = 0
+        self._failed_rounds = 0
+        self._creating = 0
+        self._vsw_backoff: dict[str, float] = {}
+        self._backoff = 0.0
+        self._backoff_until = 0.0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random()
+
+    # --- state -------------------------------------------------------------------------------------
+
+    def load(self, enis: Sequence[Eni], allocated: Sequence[str]) -> None:
+        """The reconciled state: every ENI with its IPs; `allocated` are held by pods."""
+        with self.cond:
+            taken = set(allocated)
+            for eni in enis:
+                self.enis[eni.eni_id] = eni
+                for ip in sorted(eni.ips, key=ipaddress.IPv4Address):
+                    self.ip_eni[ip] = eni.eni_id
+                    if ip in taken:
+                        self.allocated.add(ip)
+                    else:
+                        self.idle.append(ip)
+
+    def eni_of(self, ip: str) -> Eni | None:
+        with self.cond:
+            eni_id = self.ip_eni.get(ip)
+            return None if eni_id is None else self.enis.get(eni_id)
+
+    def counts(self) -> dict[str, float]:
+        with self.cond:
+            total = len(self.ip_eni)
+            return {
+                "terway_pool_enis": len(self.enis),
+                "terway_pool_max_enis": self.max_enis,
+                "terway_pool_ips": total,
+                "terway_pool_idle_ips": len(self.idle),
+                "terway_pool_allocated_ips": len(self.allocated),
+            }
+
+    def snapshot(self) -> list[dict[str, object]]:
+        with self.cond:
+            return [
+                {
+                    "eni_id": eni.eni_id,
+                    "ifname": eni.ifname,
+                    "mac": eni.record.mac,
+                    "vswitch_id": eni.record.vswitch_id,
+                    "ips": len(eni.ips),
+                    "ip_limit": eni.record.ip_limit,
+                    "allocated": len(eni.ips & self.allocated),
+                    "full": eni.full,
+                }
+                for eni in self.enis.values()
+            ]
+
+    # --- ADD / DEL side ----------------------------------------------------------------------------
+
+    def acquire(self, timeout: float) -> tuple[str, Eni]:
+        """Take an idle IP, waiting up to `timeout` s for the worker's refill. PoolEmpty otherwise."""
+        deadline = self.clock() + timeout
+        with self.cond:
+            self._waiters += 1
+            failed_before = self._failed_rounds
+            try:
+                while not self.idle:
+                    if self._failed_rounds > failed_before:
+                        raise PoolEmpty("no IP in the pool and the refill failed", self.last_error)
+                    remaining = deadline - self.clock()
+                    if remaining <= 0:
+                        raise PoolEmpty(f"no IP in the pool within {timeout:g}s", self.last_error)
+                    self._wake.set()
+                    self.cond.wait(min(remaining, 0.5))
+                ip = self.idle.popleft()
+                self.allocated.add(ip)
+                eni = self.enis[self.ip_eni[ip]]
+            finally:
+                self._waiters -= 1
+        if len(self.idle) < self.config.pool.min_pool_size:
+            self._wake.set()
+        return ip, eni
+
+    def claim(self, ip: str) -> None:
+        """Mark an IP allocated (a repeated ADD, reconciliation)."""
+        with self.cond:
+            with contextlib.suppress(ValueError):
+                self.idle.remove(ip)
+            if ip in self.ip_eni:
+                self.allocated.add(ip)
+
+    def give_back(self, ip: str) -> None:
+        """An allocated IP is idle again (DEL, a failed ADD)."""
+        with self.cond:
+            if ip in self.allocated:
+                self.allocated.discard(ip)
+                if ip in self.ip_eni:
+                    self.idle.append(ip)
+                self.cond.notify_all()
+        if len(self.idle) > self.config.pool.max_pool_size:
+            self._wake.set()
+
+    # --- the worker ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="terway-pool", daemon=True)
+        self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+
+    def _run(self) -> None:
+        period = self.config.pool.sync_period
+        next_sync = self.clock() + period
+        while not self._stop.is_set():
+            now = self.clock()
+            wait_until = max(next_sync, self._backoff_until) if self._backoff_until > now else next_sync
+            self._wake.wait(max(0.0, wait_until - now))
+            if self._stop.is_set():
+                return
+            if self.clock() < self._backoff_until:
+                self._wake.clear()
+                self._fail_waiters()
+                self._stop.wait(min(self._backoff_until - self.clock(), 0.5))
+                continue
+            self._wake.clear()
+            if self.clock() >= next_sync:
+                next_sync = self.clock() + period
+            self._stop.wait(BATCH_WINDOW)  # let a burst of ADDs register before sizing the refill
+            try:
+                error = self._round()
+            except Exception as exc:
+                log.exception("pool round failed")
+                error = f"{type(exc).__name__}: {exc}"
+            with self.cond:
+                if error:
+                    self.last_error = error
+                    self._failed_rounds += 1
+                    self._backoff = min(max(self._backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
+                    self._backoff_until = self.clock() + self._backoff
+                    log.warning("pool refill failed; backing off %.1fs: %s", self._backoff, error)
+                else:
+                    self._backoff = 0.0
+                    if self._waiters > len(self.idle) or len(self.idle) < self.config.pool.min_pool_size:
+                        self._wake.set()
+                self.cond.notify_all()
+
+    def _fail_waiters(self) -> None:
+        with self.cond:
+            if self._waiters and not self.idle:
+                self._failed_rounds += 1
+                self.cond.notify_all()
+
+    def _round(self) -> str:
+        """One refill or shrink; the error text ('' when everything went fine)."""
+        settings = self.config.pool
+        with self.cond:
+            need = max(0, self._waiters + settings.min_pool_size - len(self.idle))
+            excess = len(self.idle) - settings.max_pool_size if not self._waiters else 0
+        if need:
+            return self._grow(need)
+        if excess > 0 and self.config.mode is PoolMode.ENIIP:
+            return self._shrink(excess)
+        return ""
+
+    def _grow(self, need: int) -> str:
+        jobs: list[Callable[[], None]] = []
+        remaining = need
+        now = self.clock()
+        with self.cond:
+            for eni in self.enis.values():
+                if remaining <= 0:
+                    break
+                free = eni.record.ip_limit - len(eni.ips)
+                if eni.full or free <= 0 or self._vsw_backoff.get(eni.record.vswitch_id, 0) > now:
+                    continue
+                take = min(free, remaining)
+                jobs.append(lambda eni=eni, take=take: self._assign(eni, take))  # type: ignore[misc]
+                remaining -= take
+            slots = self.max_enis - len(self.enis) - self._creating
+            while remaining > 0 and slots > 0:
+                take = min(remaining, self.limits.ip_limit)
+                jobs.append(lambda take=take: self._create(take))  # type: ignore[misc]
+                self._creating += 1
+                remaining -= take
+                slots -= 1
+        if not jobs:
+            return f"the node has no room for more pod IPs ({len(self.enis)} of {self.max_enis} ENIs, all full)"
+        log.info("pool refill: %d IPs wanted, %d job(s)", need, len(jobs))
+        errors: list[str] = []
+        with ThreadPoolExecutor(max_workers=min(len(jobs), MAX_PARALLEL_JOBS), thread_name_prefix="pool-job") as ex:
+            for future in [ex.submit(job) for job in jobs]:
+                try:
+                    future.result()
+                except Exception as exc:
+                    log.warning("pool job failed: %s", exc, exc_info=not error_code(exc))
+                    code = error_code(exc)
+                    errors.append(f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}")
+        return "; ".join(errors)
+
+    def _publish(self, eni: Eni, ips: Sequence[str]) -> None:
+        with self.cond:
+            for ip in ips:
+                if ip not in self.ip_eni:
+                    self.ip_eni[ip] = eni.eni_id
+                    eni.ips.add(ip)
+                    self.idle.append(ip)
+            self.cond.notify_all()
+
+    def _assign(self, eni: Eni, count: int) -> None:
+        while count > 0:
+            batch = min(count, MAX_IPS_PER_CALL)
+            try:
+                ips = self.cloud.assign_private_ip_addresses(eni.eni_id, count=batch)
+            except Exception as exc:
+                self._classify(exc, eni.record.vswitch_id, eni)
+                raise
+            self.store.add_idle(eni.eni_id, ips)
+            self._publish(eni, ips)
+            count -= batch
+
+    def _classify(self, exc: BaseException, vswitch_id: str, eni: Eni | None = None) -> None:
+        code = error_code(exc)
+        if code == IP_NOT_ENOUGH:
+            self._vsw_backoff[vswitch_id] = self.clock() + VSWITCH_BACKOFF
+            log.warning("vSwitch %s has no free IPs; backing it off for %.0fs", vswitch_id, VSWITCH_BACKOFF)
+        elif code in ENI_FULL_CODES and eni is not None:
+            eni.full = True
+        elif code in ENI_LIMIT_CODES:
+            with self.cond:
+                self.max_enis = len(self.enis)
+
+    def _candidate_vswitches(self) -> list[str]:
+        now = self.clock()
+        usable = [
+            v
+            for v in self.config.pool.vswitches_for(self.config.identity.zone_id, self.config.identity.vswitch_id)
+            if self._vsw_backoff.get(v, 0) <= now and v in self.vswitches
+        ]
+        if self.config.pool.vswitch_selection_policy == "random":
+            self._rng.shuffle(usable)
+        return usable
+
+    def _create(self, count: int) -> None:
+        try:
+            self._create_eni(count)
+        finally:
+            with self.cond:
+                self._creating -= 1
+
+    def _create_eni(self, count: int) -> None:
+        identity = self.config.identity
+        exclusive = self.config.mode is PoolMode.ENI
+        secondary = 0 if exclusive else max(0, min(count, self.limits.ip_limit) - 1)
+        tags = {**self.config.pool.eni_tags, ENI_CREATOR_TAG: identity.instance_id}
+        candidates = self._candidate_vswitches()
+        if not candidates:
+            raise PoolEmpty("every vSwitch of the zone is out of addresses or backed off", IP_NOT_ENOUGH)
+        created: NetworkInterfaceView | None = None
+        last: Exception | None = None
+        for vswitch_id in candidates:
+            try:
+                created = self.cloud.create_network_interface(
+                    vswitch_id=vswitch_id,
+                    security_group_ids=self.security_groups,
+                    secondary_ip_count=secondary,
+                    description=f"terway pod ENI of {identity.instance_id}",
+                    tags=tags,
+                )
+                break
+            except Exception as exc:
+                self._classify(exc, vswitch_id)
+                if error_code(exc) != IP_NOT_ENOUGH:
+                    raise
+                last = exc
+        if created is None:
+            raise last or PoolEmpty("no vSwitch could create an ENI")
+        eni_id = created.network_interface_id
+        try:
+            self.cloud.attach_network_interface(eni_id, identity.instance_id)
+        except Exception as exc:
+            self._classify(exc, created.vswitch_id)
+            with contextlib.suppress(Exception):
+                self.cloud.delete_network_interface(eni_id)
+            raise
+        try:
+            attached = self._wait_status(eni_id, "InUse")
+            ifname = wait_for_link(self.config.node_ns, attached.mac_address, LINK_TIMEOUT)
+            vsw = self.vswitches[attached.vswitch_id]
+            if not exclusive:
+                prepare_eni(self.config.node_ns, ifname, vsw.gateway, self.config.mtu)
+        except Exception:
+            self._discard(eni_id)
+            raise
+        ips = [attached.primary_ip] if exclusive else list(attached.private_ips)
+        record = EniRecord(
+            eni_id=eni_id,
+            mac=attached.mac_address.lower(),
+            vswitch_id=attached.vswitch_id,
+            cidr=vsw.cidr,
+            gateway=vsw.gateway,
+            primary_ip=attached.primary_ip,
+            ip_limit=1 if exclusive else self.limits.ip_limit,
+        )
+        self.store.add_eni(record, ips)
+        eni = Eni(record, ifname)
+        with self.cond:
+            self.enis[eni_id] = eni
+        self._publish(eni, ips)
+        log.info("ENI %s attached as %s with %d IP(s) on %s", eni_id, ifname, len(ips), attached.vswitch_id)
+
+    def _wait_status(self, eni_id: str, status: str) -> NetworkInterfaceView:
+        deadline = self.clock() + ATTACH_TIMEOUT
+        delay = 0.05
+        while True:
+            found = self.cloud.describe_network_interfaces(network_interface_ids=[eni_id])
+            if found and found[0].status == status:
+                return found[0]
+            if self.clock() >= deadline:
+                raise PoolEmpty(f"ENI {eni_id} did not become {status} within {ATTACH_TIMEOUT:g}s")
+            self.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _discard(self, eni_id: str) -> None:
+        """Best effort: detach and delete an ENI that could not be brought into service."""
+        try:
+            self.cloud.detach_network_interface(eni_id, self.config.identity.instance_id)
+            self._wait_status(eni_id, "Available")
+            self.cloud.delete_network_interface(eni_id)
+        except Exception:  # noqa: BLE001 - reconciliation deletes what is left behind
+            log.warning("could not discard ENI %s; reconciliation will retry", eni_id)
+
+    def _shrink(self, excess: int) -> str:
+        with self.cond:
+            primaries = {e.record.primary_ip for e in self.enis.values()}
+            chosen = [ip for ip in reversed(self.idle) if ip not in primaries][:excess]
+            for ip in chosen:
+                self.idle.remove(ip)
+            by_eni: dict[str, list[str]] = {}
+            for ip in chosen:
+                by_eni.setdefault(self.ip_eni[ip], []).append(ip)
+        errors: list[str] = []
+        for eni_id, ips in by_eni.items():
+            try:
+                self.cloud.unassign_private_ip_addresses(eni_id, ips)
+            except Exception as exc:  # noqa: BLE001 - the IPs stay in the pool
+                errors.append(f"{error_code(exc)}: {exc}")
+                with self.cond:
+                    self.idle.extend(ips)
+                continue
+            self.store.remove_ips(ips)
+            with self.cond:
+                for ip in ips:
+                    self.ip_eni.pop(ip, None)
+                    self.enis[eni_id].ips.discard(ip)
+            log.info("pool shrink: released %d idle IP(s) of %s", len(ips), eni_id)
+        return "; ".join(errors)

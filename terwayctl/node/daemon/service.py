@@ -1,0 +1,401 @@
+"""`Daemon`: start-up (limits, vSwitches, reconciliation), the CNI verbs, status, shutdown.
+
+ADD: one request per container at a time; a repeated ADD of the same container gets the same IP
+(the datapath is set up again, idempotently). The IP is taken from the pool, its allocation
+committed to the store, then the datapath is set up; any failure undoes the steps done so far
+(ExitStack) and answers an error. DEL: tears the datapath down and gives the IP back, only for its
+owner; an unknown container is success. GC: releases every allocation not in valid-attachments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from terwayctl.cni.protocol import Reply, Request
+from terwayctl.cni.spec import (
+    INVALID_CONFIG,
+    PLUGIN_NOT_AVAILABLE,
+    TRY_AGAIN_LATER,
+    UNKNOWN_CONTAINER,
+)
+from terwayctl.core import bandwidth as bw
+from terwayctl.core.capacity import usable_enis
+from terwayctl.core.errors import InvalidInput, TerwayctlError
+from terwayctl.node import netns
+from terwayctl.node.daemon.cloudapi import EniCloud, MeteredCloud
+from terwayctl.node.daemon.config import DaemonConfig, PoolMode
+from terwayctl.node.daemon.metrics import Metrics
+from terwayctl.node.daemon.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
+from terwayctl.node.daemon.reconcile import Repairs, reconcile, spec_for_teardown
+from terwayctl.node.daemon.store import Conflict, IpRecord, Owner, Store
+from terwayctl.node.datapath import (
+    POD_GATEWAY,
+    DatapathError,
+    DatapathMode,
+    PodNetwork,
+    setup_pod,
+    teardown_pod,
+)
+
+log = logging.getLogger("terwayctl.node.daemon")
+
+DATAPATH_FAILED = 100
+"""CNI error code (plugin-specific range) for a datapath the kernel refused."""
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    owner: Owner
+    bandwidth: bw.PodBandwidth
+
+
+class _KeyLocks:
+    """One lock per container id: one in-flight request per pod."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Any:
+        with self._lock:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+class Daemon:
+    """The node daemon, without its transport (see server.py)."""
+
+    def __init__(self, config: DaemonConfig, cloud: EniCloud, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.cloud = MeteredCloud(cloud, self.metrics)
+        self.store: Store | None = None
+        self.pool: Pool | None = None
+        self.ready = False
+        self.repairs = Repairs()
+        self.started_at = 0.0
+        self._locks = _KeyLocks()
+        self._vswitches: dict[str, VSwitchInfo] = {}
+        self.metrics.gauges = self._gauges
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resolve limits and vSwitches, reconcile, start the pool worker. Raises on failure."""
+        config = self.config
+        if config.node_netns and not netns.exists(config.node_netns):
+            raise InvalidInput(f"node network namespace {config.node_netns} does not exist")
+        self.store = Store(config.store_path)
+        try:
+            limits = self._limits()
+            groups = self._security_groups()
+            self._vswitch_infos(config.pool.vswitches_for(config.identity.zone_id, config.identity.vswitch_id))
+            enis, allocated, self.repairs = reconcile(
+                config, self.cloud, self.store, self._vswitch_infos, limits.ip_limit
+            )
+            self.pool = Pool(
+                cloud=self.cloud, store=self.store, config=config, limits=limits,
+                vswitches=self._vswitches, security_groups=groups,
+            )
+            self.pool.load(enis, allocated)
+            self.pool.start()
+        except BaseException:
+            self.store.close()
+            self.store = None
+            raise
+        self.started_at = time.time()
+        self.ready = True
+        log.info(
+            "daemon ready instance=%s mode=%s max_enis=%d ip_per_eni=%d enis=%d allocations=%d",
+            config.identity.instance_id, config.mode, limits.max_enis, limits.ip_limit, len(enis), len(allocated),
+        )
+
+    def stop(self) -> None:
+        self.ready = False
+        if self.pool is not None:
+            self.pool.stop()
+            self.pool = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def _limits(self) -> Limits:
+        identity = self.config.identity
+        type_name = identity.instance_type
+        if not type_name:
+            found = self.cloud.describe_instances(instance_ids=[identity.instance_id])
+            if not found:
+                raise InvalidInput(f"instance {identity.instance_id} not found", hint="check --instance-id and --region")
+            type_name = found[0].instance_type
+        enis: int | None = None
+        ips: int | None = None
+        with contextlib.suppress(TerwayctlError):
+            for item in self.cloud.describe_instance_types([type_name]):
+                if item.instance_type_id == type_name:
+                    enis, ips = item.eni_quantity, item.eni_private_ip_quantity
+        if enis is None or ips is None:
+            from terwayctl.data import embedded_catalog
+
+            row = embedded_catalog().by_name().get(type_name)
+            if row is not None:
+                enis, ips = enis or row.eni_quantity, ips or row.eni_private_ip_quantity
+        if not enis or not ips:
+            raise InvalidInput(f"no ENI quota known for instance type {type_name}")
+        max_enis = usable_enis(enis, self.config.pool.caps)
+        return Limits(max_enis=max_enis, ip_limit=1 if self.config.mode is PoolMode.ENI else ips)
+
+    def _security_groups(self) -> tuple[str, ...]:
+        if self.config.pool.security_groups:
+            return self.config.pool.security_groups
+        for ni in self.cloud.describe_network_interfaces(instance_id=self.config.identity.instance_id):
+            if ni.type == "Primary":
+                return tuple(ni.security_group_ids)
+        raise InvalidInput("no security group: set security_group(s) in eni_conf")
+
+    def _vswitch_infos(self, ids: Iterable[str]) -> dict[str, VSwitchInfo]:
+        wanted = [v for v in dict.fromkeys(ids) if v and v not in self._vswitches]
+        if wanted:
+            for vsw in self.cloud.describe_vswitches(vswitch_ids=wanted):
+                self._vswitches[vsw.vswitch_id] = VSwitchInfo(vsw.vswitch_id, vsw.cidr_block)
+        missing = [v for v in wanted if v not in self._vswitches]
+        if missing:
+            raise InvalidInput(f"vSwitch(es) {', '.join(missing)} not found", hint="check eni_conf vswitches")
+        return self._vswitches
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Reply:
+        started = time.monotonic()
+        try:
+            reply = self._dispatch(request)
+        except Exception as exc:
+            log.exception("%s %s failed", request.verb, request.container_id)
+            reply = Reply.failure(999, f"terway daemon: internal error: {type(exc).__name__}: {exc}")
+        if request.verb in ("ADD", "DEL", "CHECK", "GC"):
+            self.metrics.cni_request(request.verb, time.monotonic() - started, reply.ok)
+            log.info(
+                "cni verb=%s container=%s pod=%s/%s ok=%s ms=%.1f%s",
+                request.verb, request.container_id[:12] or "-", request.pod_namespace or "-",
+                request.pod_name or "-", reply.ok, (time.monotonic() - started) * 1000,
+                f" code={reply.error.code} msg={reply.error.msg!r}" if reply.error else "",
+            )
+        return reply
+
+    def _dispatch(self, request: Request) -> Reply:
+        if request.verb == "STATUS":
+            if self.ready:
+                return Reply.success()
+            return Reply.failure(PLUGIN_NOT_AVAILABLE, "terway daemon is not ready")
+        if not self.ready or self.pool is None or self.store is None:
+            return Reply.failure(TRY_AGAIN_LATER, "terway daemon is starting", "the runtime retries")
+        if request.verb == "GC":
+            return self._gc(request)
+        with self._locks.hold(request.container_id):
+            if request.verb == "ADD":
+                return self._add(request, self.pool, self.store)
+            if request.verb == "DEL":
+                return self._del(request, self.pool, self.store)
+            return self._check(request, self.store)
+
+    def _pod(self, request: Request) -> PodRequest:
+        owner = Owner(
+            container_id=request.container_id, ifname=request.ifname or "eth0", netns=request.netns,
+            pod_namespace=request.pod_namespace, pod_name=request.pod_name, pod_uid=request.pod_uid,
+        )
+        from_runtime = bw.from_runtime_config(request.runtime_config)
+        annotations = self._annotations(request)
+        from_annotations = bw.from_annotations(annotations)
+        return PodRequest(
+            owner,
+            bw.PodBandwidth(
+                ingress=from_runtime.ingress or from_annotations.ingress,
+                egress=from_runtime.egress or from_annotations.egress,
+            ),
+        )
+
+    def _annotations(self, request: Request) -> dict[str, str]:
+        """Bandwidth annotations: CNI_ARGS keys named like the annotation, else the annotations file."""
+        keys = (bw.K8S_INGRESS, bw.K8S_EGRESS, bw.ALIYUN_INGRESS, bw.ALIYUN_EGRESS)
+        found = {k: v for k, v in request.cni_args.items() if k in keys}
+        path = self.config.pod_annotations
+        if not found and path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(path.read_text(encoding="utf-8"))
+                entry = data.get(f"{request.pod_namespace}/{request.pod_name}") if isinstance(data, dict) else None
+                if isinstance(entry, dict):
+                    found = {k: str(v) for k, v in entry.items() if k in keys}
+        return found
+
+    def _spec(self, ip: str, eni: Eni, pod: PodRequest, mode: DatapathMode) -> PodNetwork:
+        network = ipaddress.IPv4Network(eni.record.cidr)
+        name = pod.owner.pod_name or pod.owner.container_id
+        return PodNetwork.for_pod(
+            pod.owner.pod_namespace, name, pod_ip=ip, prefix=network.prefixlen, gateway=eni.record.gateway,
+            eni_ifname=eni.ifname, ifname=pod.owner.ifname, mtu=self.config.mtu, mode=mode,
+            bandwidth=pod.bandwidth,
+        )
+
+    def _mode(self) -> DatapathMode:
+        return DatapathMode.EXCLUSIVE_ENI if self.config.mode is PoolMode.ENI else DatapathMode.VETH
+
+    def _add(self, request: Request, pool: Pool, store: Store) -> Reply:
+        try:
+            pod = self._pod(request)
+        except InvalidInput as exc:
+            return Reply.failure(INVALID_CONFIG, exc.message, exc.hint or "")
+        existing = store.allocation_of(request.container_id, pod.owner.ifname)
+        mode = self._mode()
+        with contextlib.ExitStack() as undo:
+            if existing is not None:
+                ip = existing.ip
+                eni = pool.eni_of(ip)
+                if eni is None:
+                    return Reply.failure(TRY_AGAIN_LATER, f"the ENI of {ip} is gone; retry", "")
+            else:
+                try:
+                    ip, eni = pool.acquire(self.config.add_timeout)
+                except PoolEmpty as exc:
+                    return Reply.failure(TRY_AGAIN_LATER, f"terway daemon: {exc}", exc.detail)
+                undo.callback(pool.give_back, ip)
+                spec = self._spec(ip, eni, pod, mode)
+                host = spec.eni_ifname if mode is DatapathMode.EXCLUSIVE_ENI else spec.host_ifname
+                try:
+                    store.allocate(ip, pod.owner, host_ifname=host, mode=mode.value)
+                except Conflict as exc:
+                    return Reply.failure(TRY_AGAIN_LATER, f"terway daemon: {exc}", "")
+                undo.callback(store.release, ip, request.container_id)
+            spec = self._spec(ip, eni, pod, mode)
+            try:
+                attachment = setup_pod(self.config.node_ns, request.netns, pod.owner.ifname, spec)
+            except (DatapathError, InvalidInput, OSError) as exc:
+                message = exc.message if isinstance(exc, TerwayctlError) else str(exc)
+                return Reply.failure(DATAPATH_FAILED, f"terway daemon: datapath setup failed: {message}", "")
+            undo.pop_all()
+        gateway = str(POD_GATEWAY) if mode is DatapathMode.VETH else eni.record.gateway
+        prefix = 32 if mode is DatapathMode.VETH else ipaddress.IPv4Network(eni.record.cidr).prefixlen
+        result: dict[str, object] = {
+            "interfaces": [{"name": pod.owner.ifname, "mac": attachment.pod_mac, "mtu": self.config.mtu,
+                            "sandbox": request.netns}],
+            "ips": [{"interface": 0, "address": f"{ip}/{prefix}", "gateway": gateway}],
+            "routes": [{"dst": "0.0.0.0/0", "gw": gateway}],
+        }
+        dns = request.netconf.get("dns")
+        if isinstance(dns, dict) and dns:
+            result["dns"] = dns
+        return Reply.success(result)
+
+    def _teardown(self, record: IpRecord) -> None:
+        eni = self.pool.eni_of(record.ip) if self.pool else None
+        spec = spec_for_teardown(record, eni.record if eni else None)
+        if eni is not None and spec.mode is DatapathMode.EXCLUSIVE_ENI:
+            spec = PodNetwork(pod_ip=spec.pod_ip, prefix=spec.prefix, gateway=spec.gateway,
+                              eni_ifname=eni.ifname, host_ifname=eni.ifname, mode=spec.mode)
+        owner = record.owner
+        assert owner is not None
+        pod_ns = owner.netns if owner.netns and netns.exists(owner.netns) else None
+        teardown_pod(self.config.node_ns, pod_ns, owner.ifname or "eth0", spec)
+
+    def _del(self, request: Request, pool: Pool, store: Store) -> Reply:
+        record = store.allocation_of(request.container_id, request.ifname)
+        if record is None or record.owner is None:
+            return Reply.success()
+        if request.netns and record.owner.netns != request.netns:
+            record = IpRecord(record.ip, record.eni_id,
+                              Owner(**{**vars(record.owner), "netns": request.netns}),
+                              record.host_ifname, record.mode, record.allocated)
+        try:
+            self._teardown(record)
+        except (DatapathError, OSError) as exc:
+            return Reply.failure(DATAPATH_FAILED, f"terway daemon: datapath teardown failed: {exc}", "")
+        if store.release(record.ip, request.container_id):
+            pool.give_back(record.ip)
+        return Reply.success()
+
+    def _check(self, request: Request, store: Store) -> Reply:
+        record = store.allocation_of(request.container_id, request.ifname)
+        if record is None:
+            return Reply.failure(UNKNOWN_CONTAINER, f"terway daemon holds no IP for container {request.container_id}")
+        return Reply.success()
+
+    def _gc(self, request: Request) -> Reply:
+        assert self.store is not None and self.pool is not None
+        valid = {(a["container_id"], a["ifname"]) for a in request.valid_attachments or []}
+        released = 0
+        for record in self.store.allocations():
+            owner = record.owner
+            if owner is None or (owner.container_id, owner.ifname) in valid:
+                continue
+            with self._locks.hold(owner.container_id):
+                try:
+                    self._teardown(record)
+                except (DatapathError, OSError) as exc:
+                    log.warning("GC of %s failed: %s", owner.container_id, exc)
+                    continue
+                if self.store.release(record.ip, owner.container_id):
+                    self.pool.give_back(record.ip)
+                    released += 1
+        log.info("gc released=%d valid=%d", released, len(valid))
+        return Reply.success()
+
+    # --- status ----------------------------------------------------------------------------------
+
+    def _gauges(self) -> Mapping[str, float]:
+        values: dict[str, float] = {"terway_ready": 1.0 if self.ready else 0.0}
+        if self.pool is not None:
+            values.update(self.pool.counts())
+        return values
+
+    def status(self) -> dict[str, object]:
+        """The document `terwayctl daemon status` prints."""
+        pool, store = self.pool, self.store
+        counts = pool.counts() if pool else {}
+        allocations = store.allocations() if store else []
+        return {
+            "ready": self.ready,
+            "pid": os.getpid(),
+            "mode": self.config.mode.value,
+            "instance_id": self.config.identity.instance_id,
+            "zone_id": self.config.identity.zone_id,
+            "pool": {
+                "enis": int(counts.get("terway_pool_enis", 0)),
+                "max_enis": int(counts.get("terway_pool_max_enis", 0)),
+                "ips": int(counts.get("terway_pool_ips", 0)),
+                "idle": int(counts.get("terway_pool_idle_ips", 0)),
+                "allocated": int(counts.get("terway_pool_allocated_ips", 0)),
+                "min_pool_size": self.config.pool.min_pool_size,
+                "max_pool_size": self.config.pool.max_pool_size,
+                "last_error": pool.last_error if pool else "",
+            },
+            "enis": pool.snapshot() if pool else [],
+            "allocations": [
+                {
+                    "ip": r.ip,
+                    "eni_id": r.eni_id,
+                    "container_id": r.owner.container_id if r.owner else "",
+                    "ifname": r.owner.ifname if r.owner else "",
+                    "pod": f"{r.owner.pod_namespace}/{r.owner.pod_name}" if r.owner else "",
+                }
+                for r in allocations
+            ],
+            "reconciled": vars(self.repairs),
+        }

@@ -1,0 +1,204 @@
+"""The daemon's state in SQLite (WAL): the node's ENIs, their pod IPs, and who owns each IP.
+
+Every change is one committed transaction (synchronous=FULL) before the caller goes on: an
+allocation is on disk before the plugin hears of it, so a crash (kill -9) loses nothing that was
+answered. One connection, shared by the daemon's threads under a lock; readers in other
+processes (`terwayctl ipam check`) open their own connection (WAL lets them read while it writes).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS enis (
+    eni_id      TEXT PRIMARY KEY,
+    mac         TEXT NOT NULL,
+    vswitch_id  TEXT NOT NULL,
+    cidr        TEXT NOT NULL,
+    gateway     TEXT NOT NULL,
+    primary_ip  TEXT NOT NULL,
+    ip_limit    INTEGER NOT NULL,
+    created     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ips (
+    ip            TEXT PRIMARY KEY,
+    eni_id        TEXT NOT NULL REFERENCES enis(eni_id) ON DELETE CASCADE,
+    container_id  TEXT,
+    ifname        TEXT,
+    netns         TEXT,
+    pod_namespace TEXT,
+    pod_name      TEXT,
+    pod_uid       TEXT,
+    host_ifname   TEXT,
+    mode          TEXT,
+    allocated     REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ips_owner ON ips(container_id, ifname) WHERE container_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class EniRecord:
+    eni_id: str
+    mac: str
+    vswitch_id: str
+    cidr: str
+    gateway: str
+    primary_ip: str
+    ip_limit: int
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who holds an IP: the pod and its sandbox."""
+
+    container_id: str
+    ifname: str
+    netns: str = ""
+    pod_namespace: str = ""
+    pod_name: str = ""
+    pod_uid: str = ""
+
+
+@dataclass(frozen=True)
+class IpRecord:
+    ip: str
+    eni_id: str
+    owner: Owner | None
+    host_ifname: str = ""
+    mode: str = ""
+    allocated: float | None = None
+
+
+class Conflict(Exception):
+    """The IP is no longer idle, or the owner already holds another IP."""
+
+
+class Store:
+    """The SQLite store under the daemon's state directory."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        if readonly:
+            self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._conn = sqlite3.connect(path, check_same_thread=False, timeout=10, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        self._conn.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def enis(self) -> list[EniRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM enis ORDER BY created, eni_id").fetchall()
+        return [
+            EniRecord(r["eni_id"], r["mac"], r["vswitch_id"], r["cidr"], r["gateway"], r["primary_ip"], r["ip_limit"])
+            for r in rows
+        ]
+
+    def ips(self) -> list[IpRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM ips ORDER BY eni_id, ip").fetchall()
+        return [_ip_record(r) for r in rows]
+
+    def allocations(self) -> list[IpRecord]:
+        return [r for r in self.ips() if r.owner is not None]
+
+    def allocation_of(self, container_id: str, ifname: str = "") -> IpRecord | None:
+        query = "SELECT * FROM ips WHERE container_id = ?" + (" AND ifname = ?" if ifname else "")
+        with self._lock:
+            row = self._conn.execute(query, (container_id, ifname) if ifname else (container_id,)).fetchone()
+        return None if row is None else _ip_record(row)
+
+    # --- writes (each one transaction) -------------------------------------------------------------
+
+    def add_eni(self, eni: EniRecord, ips: Iterable[str] = ()) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO enis VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (eni.eni_id, eni.mac, eni.vswitch_id, eni.cidr, eni.gateway, eni.primary_ip, eni.ip_limit,
+                 time.time()),
+            )
+            conn.executemany("INSERT OR IGNORE INTO ips (ip, eni_id) VALUES (?, ?)", [(ip, eni.eni_id) for ip in ips])
+
+    def remove_eni(self, eni_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM ips WHERE eni_id = ?", (eni_id,))
+            conn.execute("DELETE FROM enis WHERE eni_id = ?", (eni_id,))
+
+    def add_idle(self, eni_id: str, ips: Iterable[str]) -> None:
+        with self._tx() as conn:
+            conn.executemany("INSERT OR IGNORE INTO ips (ip, eni_id) VALUES (?, ?)", [(ip, eni_id) for ip in ips])
+
+    def remove_ips(self, ips: Iterable[str]) -> None:
+        with self._tx() as conn:
+            conn.executemany("DELETE FROM ips WHERE ip = ?", [(ip,) for ip in ips])
+
+    def allocate(self, ip: str, owner: Owner, *, host_ifname: str, mode: str) -> None:
+        """Give an idle IP to `owner`; Conflict when the IP is taken or the owner holds one."""
+        with self._tx() as conn:
+            try:
+                cursor = conn.execute(
+                    "UPDATE ips SET container_id=?, ifname=?, netns=?, pod_namespace=?, pod_name=?, pod_uid=?,"
+                    " host_ifname=?, mode=?, allocated=? WHERE ip=? AND container_id IS NULL",
+                    (owner.container_id, owner.ifname, owner.netns, owner.pod_namespace, owner.pod_name,
+                     owner.pod_uid, host_ifname, mode, time.time(), ip),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"{owner.container_id}/{owner.ifname} already holds an IP") from None
+            if cursor.rowcount != 1:
+                raise Conflict(f"{ip} is not idle")
+
+    def release(self, ip: str, container_id: str) -> bool:
+        """Back to idle, only by its owner; False when `container_id` does not hold `ip`."""
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "UPDATE ips SET container_id=NULL, ifname=NULL, netns=NULL, pod_namespace=NULL, pod_name=NULL,"
+                " pod_uid=NULL, host_ifname=NULL, mode=NULL, allocated=NULL WHERE ip=? AND container_id=?",
+                (ip, container_id),
+            )
+            return cursor.rowcount == 1
+
+
+def _ip_record(row: sqlite3.Row) -> IpRecord:
+    owner = None
+    if row["container_id"] is not None:
+        owner = Owner(row["container_id"], row["ifname"] or "", row["netns"] or "", row["pod_namespace"] or "",
+                      row["pod_name"] or "", row["pod_uid"] or "")
+    return IpRecord(row["ip"], row["eni_id"], owner, row["host_ifname"] or "", row["mode"] or "", row["allocated"])

@@ -1,0 +1,198 @@
+"""A VPC on one machine: the emulator's ENIs as real interfaces between a "VPC router" namespace
+and node namespaces (docs/node.md, "The emulator's datapath").
+
+`VpcRouter` is an `EniHook` for `terwayctl.emulator.Emulator(hook=...)`. It maps instance ids to
+node namespaces and, for each ENI the emulator attaches to an instance:
+
+- creates a veth pair: the router end ``vr`` + the last 12 characters of the ENI id in the router
+  namespace, the node end ``eni`` + the same 12 characters in the node namespace (a Linux ifname has
+  at most 15 bytes). The node end carries the ENI's MAC and is left DOWN, as a hot-plugged NIC is:
+  the daemon finds it by MAC (never by name), brings it up and gives it its route table;
+- puts the vSwitch gateway on the router end as a /32 (the same gateway address may sit on many
+  router ends: one per ENI of that vSwitch), so the node's ``default via <gateway> onlink`` resolves;
+- installs ``<ip>/32 dev vr...`` plus a permanent neighbour ``<ip> lladdr <ENI MAC>`` in the router
+  namespace for every private IP of the ENI (primary and secondary), which is how the VPC delivers a
+  pod's address to the ENI that holds it, across nodes.
+
+Secondary IPs are assigned after the attach: the emulator calls `on_ips_changed` after every
+Assign/UnassignPrivateIpAddresses of an attached ENI, and the per-IP routes follow (`sync` does the
+same for a list of ENIs, e.g. to repair after a restart).
+On detach the router end is deleted, which removes the node end, the routes and the neighbours.
+
+The module does not import the emulator (the layers forbid it): `EniView` names the fields of
+`terwayctl.emulator.EniInfo` it reads, so `VpcRouter` satisfies the emulator's `EniHook` Protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from terwayctl.node import netns
+from terwayctl.node.netlink import NUD_PERMANENT, RT_SCOPE_LINK, RT_TABLE_MAIN, Netlink, is_absent
+from terwayctl.node.netns import Namespace
+
+log = logging.getLogger("terwayctl.node.vpcsim")
+
+NODE_PREFIX = "eni"
+ROUTER_PREFIX = "vr"
+SUFFIX_CHARS = 12
+
+
+class EniView(Protocol):
+    """What the router reads of an attached ENI (`terwayctl.emulator.EniInfo` has these fields)."""
+
+    @property
+    def eni_id(self) -> str: ...
+
+    @property
+    def mac(self) -> str: ...
+
+    @property
+    def primary_ip(self) -> str: ...
+
+    @property
+    def private_ips(self) -> tuple[str, ...]: ...
+
+    @property
+    def gateway(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class EniAddresses:
+    """One ENI's current private IPs, for `VpcRouter.sync`."""
+
+    eni_id: str
+    private_ips: tuple[str, ...]
+
+
+def node_ifname(eni_id: str) -> str:
+    """The node-side name of an emulated ENI: ``eni`` + the id's last 12 characters."""
+    return NODE_PREFIX + eni_id[-SUFFIX_CHARS:]
+
+
+def router_ifname(eni_id: str) -> str:
+    return ROUTER_PREFIX + eni_id[-SUFFIX_CHARS:]
+
+
+def prepare_router(router_ns: Namespace) -> None:
+    """Make `router_ns` a router: lo up, forwarding on, reverse-path filtering off."""
+    with netns.iproute(router_ns) as nl:
+        lo = nl.link_lookup(ifname="lo")
+        if lo:
+            nl.link("set", index=lo[0], state="up")
+    for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
+        netns.write_sysctl(router_ns, key, "1" if key.endswith("forward") else "0")
+
+
+class VpcRouter:
+    """The emulator's datapath: an EniHook that wires attached ENIs into namespaces."""
+
+    def __init__(self, router_ns: Namespace, nodes: Mapping[str, Namespace] | None = None) -> None:
+        self.router_ns = router_ns
+        self._nodes: dict[str, Namespace] = dict(nodes or {})
+        self._lock = threading.Lock()
+        self._enis: dict[str, str] = {}  # eni id -> MAC, for ENIs wired here
+
+    def add_node(self, instance_id: str, node_ns: Namespace) -> None:
+        with self._lock:
+            self._nodes[instance_id] = node_ns
+
+    # --- EniHook ---------------------------------------------------------------------------------
+
+    def on_attach(self, instance_id: str, eni: EniView) -> None:
+        node = self._nodes.get(instance_id)
+        if node is None:
+            log.info("ENI %s attached to %s, which has no node namespace here; ignored", eni.eni_id, instance_id)
+            return
+        with self._lock:
+            self._wire(node, eni)
+            self._enis[eni.eni_id] = eni.mac
+            self._set_routes(eni.eni_id, eni.mac, (eni.primary_ip, *eni.private_ips))
+        log.info("ENI %s (%s) wired into %s as %s", eni.eni_id, eni.mac, node, node_ifname(eni.eni_id))
+
+    def on_detach(self, instance_id: str, eni: EniView) -> None:
+        with self._lock:
+            self._enis.pop(eni.eni_id, None)
+            with netns.iproute(self.router_ns) as nl:
+                found = nl.link_lookup(ifname=router_ifname(eni.eni_id))
+                if found:
+                    with contextlib.suppress(Exception):
+                        nl.link("del", index=found[0])
+        log.info("ENI %s unwired (detached from %s)", eni.eni_id, instance_id)
+
+    def on_ips_changed(self, instance_id: str, eni: EniView) -> None:
+        """Route the ENI's current addresses, after the emulator assigned or unassigned some."""
+        self.sync([EniAddresses(eni.eni_id, (eni.primary_ip, *eni.private_ips))])
+
+    # --- IP changes --------------------------------------------------------------------------------
+
+    def sync(self, enis: Iterable[EniAddresses]) -> None:
+        """Make the router's /32 routes of each wired ENI match its current private IPs."""
+        with self._lock:
+            for item in enis:
+                mac = self._enis.get(item.eni_id)
+                if mac is not None:
+                    self._set_routes(item.eni_id, mac, item.private_ips)
+
+    def routes(self) -> dict[str, set[str]]:
+        """ENI id -> the IPs the router sends to it (for tests and status)."""
+        with self._lock, netns.iproute(self.router_ns) as nl:
+            return {eni_id: _routed(nl, eni_id) for eni_id in self._enis}
+
+    # --- netlink ---------------------------------------------------------------------------------
+
+    def _wire(self, node: Namespace, eni: EniView) -> None:
+        rname, nname = router_ifname(eni.eni_id), node_ifname(eni.eni_id)
+        with netns.iproute(self.router_ns) as nl:
+            if not nl.link_lookup(ifname=rname):
+                peer = {"ifname": nname, "address": eni.mac, "net_ns_fd": str(netns.path_of(node))}
+                nl.link("add", ifname=rname, kind="veth", peer=peer)
+            index = nl.link_lookup(ifname=rname)[0]
+            try:
+                nl.addr("add", index=index, address=eni.gateway, prefixlen=32)
+            except Exception as exc:
+                if "exists" not in str(exc).lower():
+                    raise
+            nl.link("set", index=index, state="up")
+        netns.write_sysctl(self.router_ns, f"net/ipv4/conf/{rname}/rp_filter", "0")
+
+    def _set_routes(self, eni_id: str, mac: str, ips: Iterable[str]) -> None:
+        wanted = {str(ipaddress.IPv4Address(ip)) for ip in ips if ip}
+        with netns.iproute(self.router_ns) as nl:
+            found = nl.link_lookup(ifname=router_ifname(eni_id))
+            if not found:
+                return
+            index = int(found[0])
+            current = _routed(nl, eni_id)
+            for ip in sorted(wanted - current):
+                nl.neigh("replace", dst=ip, lladdr=mac, ifindex=index, state=NUD_PERMANENT)
+                nl.route("replace", dst=f"{ip}/32", oif=index, scope=RT_SCOPE_LINK, table=RT_TABLE_MAIN)
+            for ip in sorted(current - wanted):
+                _absent_ok(nl.route, "del", dst=f"{ip}/32", oif=index, table=RT_TABLE_MAIN)
+                _absent_ok(nl.neigh, "del", dst=ip, ifindex=index)
+
+
+def _absent_ok(call: Callable[..., object], *args: object, **kwargs: object) -> None:
+    try:
+        call(*args, **kwargs)
+    except Exception as exc:
+        if not is_absent(exc):
+            raise
+
+
+def _routed(nl: Netlink, eni_id: str) -> set[str]:
+    found = nl.link_lookup(ifname=router_ifname(eni_id))
+    if not found:
+        return set()
+    index = int(found[0])
+    return {
+        str(m.get_attr("RTA_DST"))
+        for m in nl.route("dump", family=2)
+        if m.get_attr("RTA_TABLE") == RT_TABLE_MAIN and m["dst_len"] == 32 and m.get_attr("RTA_OIF") == index
+    }
