@@ -83,6 +83,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cni": ("terwayctl.cli.cni", "cni"),
     "completion": ("terwayctl.cli.completion", "completion"),
     "daemon": ("terwayctl.cli.daemon", "app"),
+    "doctor": ("terwayctl.cli.doctor", "doctor"),
     "ipam": ("terwayctl.cli.ipam", "app"),
     "plan": ("terwayctl.cli.plan", "app"),
     "vswitch": ("terwayctl.cli.vswitch", "app"),

@@ -1,0 +1,149 @@
+"""`terwayctl doctor`: run the declared checks and print a line per check, its evidence and fix."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
+
+import typer
+
+from terwayctl.cli.context import global_options
+from terwayctl.cli.errors import EXIT_FAILURE
+from terwayctl.cli.options import Output, OutputOption
+from terwayctl.cli.render import emit_structured
+from terwayctl.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from terwayctl.doctor import Report
+    from terwayctl.doctor.readers import Target
+
+MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
+SCOPE_HELP = "cloud, node, cluster or all (repeatable)."
+
+
+def parse_target(text: str | None, flag: str) -> Target | None:
+    """`IP` or `IP:PORT` (an IPv4 address; a port 1-65535)."""
+    import ipaddress
+
+    from terwayctl.doctor.readers import Target
+
+    if text is None:
+        return None
+    host, _, port = text.partition(":")
+    try:
+        ipaddress.IPv4Address(host)
+        number = int(port) if port else None
+    except ValueError:
+        raise InvalidInput(f"{flag} {text!r} is not IP[:PORT]", hint=f"e.g. {flag} 198.51.100.10:443") from None
+    if number is not None and not 0 < number < 65536:
+        raise InvalidInput(f"{flag} {text!r}: the port must be 1-65535")
+    return Target(host, number)
+
+
+def _scopes(values: list[str]) -> frozenset[str]:
+    from terwayctl.doctor.registry import SCOPES
+
+    wanted = {v.strip() for value in values for v in value.split(",") if v.strip()}
+    if "all" in wanted or not wanted:
+        return frozenset(SCOPES)
+    unknown = sorted(wanted - set(SCOPES))
+    if unknown:
+        raise InvalidInput(f"unknown --scope {', '.join(unknown)}", hint=f"use one of: {', '.join(SCOPES)}, all")
+    return frozenset(wanted)
+
+
+def _ipv4(text: str | None, flag: str) -> str | None:
+    import ipaddress
+
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise InvalidInput(f"{flag} {text!r} is not an IPv4 address", hint=f"e.g. {flag} 169.254.199.2") from None
+
+
+def _check_netns(flag: str, name: str | None) -> None:
+    if name is None:
+        return
+    path = Path(name) if "/" in name else Path("/run/netns") / name
+    if not path.exists():
+        raise InvalidInput(f"{flag} {name}: no such network namespace ({path})",
+                           hint="ip netns list shows the named ones; a path such as /proc/<pid>/ns/net works too")
+
+
+def doctor(
+    ctx: typer.Context,
+    scope: Annotated[list[str], typer.Option("--scope", help=SCOPE_HELP)] = ["all"],  # noqa: B006 - typer's default
+    check: Annotated[Optional[list[str]], typer.Option("--check", help="Run only this check id (repeatable).")] = None,  # noqa: UP045
+    netns: Annotated[Optional[str], typer.Option("--netns", help="Node network namespace, a name or path (default: the current one).")] = None,  # noqa: UP045
+    eni_conf: Annotated[Optional[Path], typer.Option("--eni-conf", help="eni_conf JSON, or the eni-config ConfigMap, instead of the cluster's.")] = None,  # noqa: UP045
+    instance_id: Annotated[Optional[list[str]], typer.Option("--instance-id", help="The cluster's instances (default: the nodes' providerID, else every instance of the VPC).")] = None,  # noqa: UP045
+    cni_conf_dir: Annotated[Path, typer.Option(help="CNI configuration directory.")] = Path("/etc/cni/net.d"),
+    cni_bin_dir: Annotated[Path, typer.Option(help="CNI plugin directory.")] = Path("/opt/cni/bin"),
+    socket_path: Annotated[Path, typer.Option("--socket", help="The node daemon's unix socket.")] = Path("/var/run/eni/eni.socket"),
+    low_ips: Annotated[int, typer.Option(help="Warn when a vSwitch has fewer free IPs than this.")] = 64,
+    event_window: Annotated[int, typer.Option(help="Minutes: events older than this are ignored.")] = 60,
+    probe: Annotated[bool, typer.Option("--probe", help="Run the active probes (off by default).")] = False,
+    probe_from: Annotated[Optional[str], typer.Option(help="Probe from this pod namespace instead of a temporary one.")] = None,  # noqa: UP045
+    probe_source: Annotated[Optional[str], typer.Option(help="Source IPv4 of the temporary probe namespace (default 169.254.199.x).")] = None,  # noqa: UP045
+    external_target: Annotated[Optional[str], typer.Option(help="IP[:PORT] outside the VPC to reach (no default).")] = None,  # noqa: UP045
+    hostport_target: Annotated[Optional[str], typer.Option(help="NODE-IP:PORT of a hostPort on this node to reach.")] = None,  # noqa: UP045
+    probe_timeout: Annotated[float, typer.Option(help="Seconds per probe attempt.")] = 3.0,
+    output: OutputOption = Output.table,
+) -> None:
+    """Diagnose the cloud, the cluster and this node; print each check with evidence and fix; exit 1 on a failure."""
+    from terwayctl.doctor import DoctorOptions, real_inputs, run
+
+    if low_ips < 0 or event_window <= 0 or not 0 < probe_timeout <= 30:
+        raise InvalidInput("--low-ips must be >= 0, --event-window > 0 and --probe-timeout in (0, 30]")
+    _check_netns("--netns", netns)
+    _check_netns("--probe-from", probe_from)
+    options = DoctorOptions(
+        scopes=_scopes(scope),
+        check_ids=tuple(check or ()),
+        netns=netns,
+        eni_conf_file=eni_conf,
+        instance_ids=tuple(instance_id or ()),
+        cni_conf_dir=cni_conf_dir,
+        cni_bin_dir=cni_bin_dir,
+        socket=socket_path,
+        low_free_ips=low_ips,
+        event_window=event_window * 60.0,
+        probe=probe,
+        probe_from=probe_from,
+        probe_source=_ipv4(probe_source, "--probe-source"),
+        external_target=parse_target(external_target, "--external-target"),
+        hostport_target=parse_target(hostport_target, "--hostport-target"),
+        probe_timeout=probe_timeout,
+    )
+    g = global_options(ctx)
+    inputs = real_inputs(options, kubeconfig=g.kubeconfig, context=g.context, namespace=g.namespace,
+                         region=g.region, profile=g.profile, endpoint=g.endpoint)
+    report = run(options, inputs)
+    if output is Output.table:
+        print_report(sys.stdout, report)
+    else:
+        emit_structured(report_rows(report), output.value)
+    if report.failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def report_rows(report: Report) -> list[dict[str, Any]]:
+    return [{"check_id": f.check_id, "title": f.title, "scope": f.scope.value, "status": f.status.value,
+             "evidence": list(f.evidence), "fix": f.fix} for f in report.findings]
+
+
+def print_report(out: TextIO, report: Report) -> None:
+    lines = []
+    for f in report.findings:
+        lines.append(f"{MARKS[f.status.value]} {f.check_id}: {f.title}")
+        prefix = "skipped: " if f.status.value == "skip" else ""
+        lines += [f"    {prefix if i == 0 else ''}{e}" for i, e in enumerate(f.evidence)]
+        if f.fix and f.status.value in ("fail", "warn"):
+            fix_lines = f.fix.splitlines()
+            lines.append(f"    fix: {fix_lines[0]}")
+            lines += [f"         {more}" for more in fix_lines[1:]]
+    lines.append(report.summary().line())
+    out.write("\n".join(lines) + "\n")
