@@ -2,8 +2,8 @@
 
 Builds a VPC in `twbench-` namespaces (router + node), starts the emulator with the VpcRouter
 datapath and `--latency-ms` on every action, runs `terwayctl daemon` as a subprocess in the node
-namespace (min_pool_size 0: cold), then runs the real `terway` plugin for N pods at once (as
-kubelet would, one process per pod) and reports: time until all are ready, cloud API calls by
+namespace (min_pool_size 0: cold), then runs the real `terway` plugin (installed as
+`terwayctl cni install` installs it) for N pods at once (as kubelet would, one process per pod) and reports: time until all are ready, cloud API calls by
 action, and the daemon's resident memory with N pods. Everything is removed at the end.
 
     sudo python bench/pod_burst.py [--pods 100] [--latency-ms 200]
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from terwayctl.cni.install import install as install_plugin
 from terwayctl.emulator import Emulator, parse_scenario
 from terwayctl.node import netns as nsmod
 from terwayctl.node.daemon.client import DaemonUnavailable, ask_status
@@ -36,7 +37,6 @@ from terwayctl.node.vpcsim import VpcRouter, prepare_router
 
 PREFIX = "twbench-"
 ZONE = "cn-hangzhou-i"
-TERWAY = str(Path(sys.executable).parent / "terway")
 SCENARIO: dict[str, Any] = {
     "region": "cn-hangzhou",
     "zones": [ZONE],
@@ -77,6 +77,11 @@ class Lab:
     def socket(self) -> Path:
         return self.dir / "eni.socket"
 
+    @property
+    def plugin(self) -> str:
+        """The plugin as `terwayctl cni install` writes it into a node's CNI bin dir."""
+        return str(self.dir / "bin" / "terway")
+
     def new_ns(self) -> str:
         name = PREFIX + secrets.token_hex(4)
         nsmod.create(name)
@@ -107,7 +112,7 @@ class Lab:
         env = {"PATH": os.environ.get("PATH", ""), "CNI_COMMAND": verb, "CNI_CONTAINERID": name,
                "CNI_NETNS": str(nsmod.path_of(pod_ns)), "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin",
                "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={name}"}  # fmt: skip
-        argv = nsmod.command(self.node, [TERWAY]) if wrap else [TERWAY]
+        argv = nsmod.command(self.node, [self.plugin]) if wrap else [self.plugin]
         started = time.perf_counter()
         done = subprocess.run(argv, input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=120,
                               check=False)
@@ -120,6 +125,7 @@ def lab(latency_ms: float = 0.0) -> Iterator[Lab]:
         raise SystemExit("needs root (network namespaces)")
     with tempfile.TemporaryDirectory(prefix="twbench-") as tmp:
         work = Path(tmp)
+        install_plugin(work / "bin")  # what `terwayctl cni install --bin-dir` does on a node
         created: list[str] = []
         router, node = PREFIX + secrets.token_hex(4), PREFIX + secrets.token_hex(4)
         for name in (router, node):

@@ -3,10 +3,13 @@
 A namespace is named by a name (``/run/netns/<name>``, as ``ip netns`` keeps them) or by a path
 (``/proc/<pid>/ns/net``, the ``CNI_NETNS`` a runtime hands over). Prefer not entering at all:
 
-- netlink work goes through `iproute(ns)`, a pyroute2 ``IPRoute`` bound to the namespace. pyroute2
-  opens that socket in a short-lived child process, so no thread of ours ever calls setns;
-- one-off work that must run inside (sysctls through /proc/sys, sockets) goes through `run_in`
-  or `socket_in`, which enter the namespace in a dedicated thread that exits afterwards.
+- netlink work goes through `iproute(ns)`, a pyroute2 ``IPRoute`` over a netlink socket that
+  `netlink_socket` creates inside the namespace (a socket keeps the namespace it was created in).
+  The calling thread enters the namespace only for the socket(2) call; nothing forks (pyroute2's
+  own ``IPRoute(netns=...)`` forks a helper process per socket, about 5 ms each);
+- sysctls through /proc/sys: `write_sysctls` enters briefly in the calling thread (one entry
+  for several keys, each read before it is written); `run_in`, `read_sysctl`, `write_sysctl` and
+  `socket_in` enter in a dedicated thread that exits afterwards.
 
 `entered(ns)` is the low-level context manager both use. It calls setns(2) on the *calling thread*
 only and always restores the thread's original namespace, also on error. Caveat: setns is per
@@ -25,7 +28,7 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -37,6 +40,7 @@ from terwayctl.node.netlink import Netlink
 
 NETNS_RUN_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
 
 T = TypeVar("T")
 Namespace = str | Path
@@ -155,6 +159,20 @@ def read_sysctl(ns: Namespace, key: str) -> str:
     return run_in(ns, lambda: path.read_text().strip())
 
 
+def write_sysctls(ns: Namespace, items: Iterable[tuple[str, str]]) -> int:
+    """Write several sysctls inside `ns` with one entry of the calling thread (short and
+    synchronous, see `entered`); a key already holding its value is not written. Returns how
+    many were written."""
+    paths = [(_sysctl_path(key), value) for key, value in items]
+    written = 0
+    with entered(ns):
+        for path, value in paths:
+            if path.read_text().strip() != value:
+                path.write_text(value)
+                written += 1
+    return written
+
+
 def write_sysctl(ns: Namespace, key: str, value: str) -> None:
     """Write a sysctl inside `ns` (net.* sysctls are per namespace); no write when already equal."""
     path = _sysctl_path(key)
@@ -173,13 +191,31 @@ def _sysctl_path(key: str) -> Path:
     return Path("/proc/sys") / (key if "/" in key else key.replace(".", "/"))
 
 
-@contextlib.contextmanager
-def iproute(ns: Namespace) -> Iterator[Netlink]:
-    """A pyroute2 IPRoute bound to `ns` (never creates it); closed at the end of the block."""
+def netlink_socket(ns: Namespace) -> socket.socket:
+    """A NETLINK_ROUTE socket living in `ns` (never creates the namespace), made without forking:
+    the calling thread enters `ns` for the socket(2) call only."""
     path = path_of(ns)
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "network namespace not found", str(path))
-    ipr = IPRoute(netns=str(path), flags=0)
+    with entered(path):
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+
+def open_iproute(ns: Namespace) -> Netlink:
+    """A pyroute2 IPRoute bound to `ns`; the caller closes it. pyroute2 binds an IPRoute to the
+    thread that first uses it: keep each one on one thread."""
+    sock = netlink_socket(ns)
+    try:
+        return IPRoute(fileno=sock.detach())  # type: ignore[no-any-return]
+    except BaseException:
+        sock.close()
+        raise
+
+
+@contextlib.contextmanager
+def iproute(ns: Namespace) -> Iterator[Netlink]:
+    """A pyroute2 IPRoute bound to `ns` (never creates it); closed at the end of the block."""
+    ipr = open_iproute(ns)
     try:
         yield ipr
     finally:

@@ -39,11 +39,10 @@ from terwayctl.node.daemon.reconcile import Repairs, reconcile, spec_for_teardow
 from terwayctl.node.daemon.store import Conflict, IpRecord, Owner, Store
 from terwayctl.node.datapath import (
     POD_GATEWAY,
+    Datapath,
     DatapathError,
     DatapathMode,
     PodNetwork,
-    setup_pod,
-    teardown_pod,
 )
 
 log = logging.getLogger("terwayctl.node.daemon")
@@ -91,6 +90,7 @@ class Daemon:
         self.cloud = MeteredCloud(cloud, self.metrics)
         self.store: Store | None = None
         self.pool: Pool | None = None
+        self.datapath: Datapath | None = None
         self.ready = False
         self.repairs = Repairs()
         self.started_at = 0.0
@@ -106,6 +106,7 @@ class Daemon:
         if config.node_netns and not netns.exists(config.node_netns):
             raise InvalidInput(f"node network namespace {config.node_netns} does not exist")
         self.store = Store(config.store_path)
+        self.datapath = Datapath(config.node_ns)
         try:
             limits = self._limits()
             groups = self._security_groups()
@@ -122,6 +123,8 @@ class Daemon:
         except BaseException:
             self.store.close()
             self.store = None
+            self.datapath.close()
+            self.datapath = None
             raise
         self.started_at = time.time()
         self.ready = True
@@ -138,6 +141,9 @@ class Daemon:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.datapath is not None:
+            self.datapath.close()
+            self.datapath = None
 
     def _limits(self) -> Limits:
         identity = self.config.identity
@@ -206,13 +212,13 @@ class Daemon:
             if self.ready:
                 return Reply.success()
             return Reply.failure(PLUGIN_NOT_AVAILABLE, "terway daemon is not ready")
-        if not self.ready or self.pool is None or self.store is None:
+        if not self.ready or self.pool is None or self.store is None or self.datapath is None:
             return Reply.failure(TRY_AGAIN_LATER, "terway daemon is starting", "the runtime retries")
         if request.verb == "GC":
             return self._gc(request)
         with self._locks.hold(request.container_id):
             if request.verb == "ADD":
-                return self._add(request, self.pool, self.store)
+                return self._add(request, self.pool, self.store, self.datapath)
             if request.verb == "DEL":
                 return self._del(request, self.pool, self.store)
             return self._check(request, self.store)
@@ -258,7 +264,7 @@ class Daemon:
     def _mode(self) -> DatapathMode:
         return DatapathMode.EXCLUSIVE_ENI if self.config.mode is PoolMode.ENI else DatapathMode.VETH
 
-    def _add(self, request: Request, pool: Pool, store: Store) -> Reply:
+    def _add(self, request: Request, pool: Pool, store: Store, datapath: Datapath) -> Reply:
         try:
             pod = self._pod(request)
         except InvalidInput as exc:
@@ -286,7 +292,7 @@ class Daemon:
                 undo.callback(store.release, ip, request.container_id)
             spec = self._spec(ip, eni, pod, mode)
             try:
-                attachment = setup_pod(self.config.node_ns, request.netns, pod.owner.ifname, spec)
+                attachment = datapath.setup_pod(request.netns, pod.owner.ifname, spec)
             except (DatapathError, InvalidInput, OSError) as exc:
                 message = exc.message if isinstance(exc, TerwayctlError) else str(exc)
                 return Reply.failure(DATAPATH_FAILED, f"terway daemon: datapath setup failed: {message}", "")
@@ -313,7 +319,8 @@ class Daemon:
         owner = record.owner
         assert owner is not None
         pod_ns = owner.netns if owner.netns and netns.exists(owner.netns) else None
-        teardown_pod(self.config.node_ns, pod_ns, owner.ifname or "eth0", spec)
+        assert self.datapath is not None
+        self.datapath.teardown_pod(pod_ns, owner.ifname or "eth0", spec)
 
     def _del(self, request: Request, pool: Pool, store: Store) -> Reply:
         record = store.allocation_of(request.container_id, request.ifname)

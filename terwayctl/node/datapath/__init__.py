@@ -1,13 +1,14 @@
 """The node datapath: pods attached to ENIs through veth pairs and policy routing (default),
 ipvlan L2 (where the kernel has it) or an exclusive ENI, plus tc tbf bandwidth.
 
-All netlink work goes through pyroute2 objects bound to a namespace (`terwayctl.node.netns`);
-nothing here changes the namespace of the calling thread.
+All netlink work goes through sockets created inside a namespace (`terwayctl.node.netns`):
+pyroute2 objects for changes, raw dumps for reads; only `terwayctl.node.netns` enters a namespace
+(briefly, in the calling thread, to create a socket or write sysctls).
 """
 
 from __future__ import annotations
 
-from terwayctl.node.datapath.api import effective_mode, setup_pod, teardown_pod
+from terwayctl.node.datapath.api import Datapath, effective_mode, setup_pod, teardown_pod
 from terwayctl.node.datapath.inspect import inspect_node
 from terwayctl.node.datapath.ipvlan import ipvlan_supported
 from terwayctl.node.datapath.model import (
@@ -34,6 +35,7 @@ __all__ = [
     "FROM_POD_PRIORITY",
     "POD_GATEWAY",
     "TO_POD_PRIORITY",
+    "Datapath",
     "DatapathError",
     "DatapathMode",
     "EniTable",

@@ -14,6 +14,17 @@ def link_index(nl: Netlink, name: str) -> int | None:
     return int(found[0]) if found else None
 
 
+def link_get(nl: Netlink, name: str) -> Message | None:
+    """The link named `name`, or None (one request: index, name, MAC, MTU, kind and peer)."""
+    try:
+        found = nl.link("get", ifname=name)
+    except Exception as exc:
+        if is_absent(exc):
+            return None
+        raise
+    return found[0] if found else None
+
+
 def link_msg(nl: Netlink, index: int) -> Message:
     return nl.link("get", index=index)[0]
 
@@ -34,17 +45,21 @@ def link_kind(msg: Message) -> str | None:
     return None if kind is None else str(kind)
 
 
-def set_up(nl: Netlink, index: int, mtu: int | None = None) -> None:
-    if mtu is not None and link_msg(nl, index).get_attr("IFLA_MTU") != mtu:
+IFF_UP = 0x1
+
+
+def set_up(nl: Netlink, link: int | Message, mtu: int | None = None) -> None:
+    """Bring a link up (and set its MTU); given its message, nothing is sent when it already is."""
+    msg = link_msg(nl, link) if isinstance(link, int) else link
+    index = int(msg["index"])
+    if mtu is not None and msg.get_attr("IFLA_MTU") != mtu:
         nl.link("set", index=index, mtu=mtu)
-    nl.link("set", index=index, state="up")
+    if isinstance(link, int) or not int(msg["flags"]) & IFF_UP:
+        nl.link("set", index=index, state="up")
 
 
 def ensure_address(nl: Netlink, index: int, ip: IPv4Address, prefixlen: int) -> bool:
-    """Add ip/prefixlen to the link; False when it was already there."""
-    for msg in nl.addr("dump", index=index):
-        if msg.get_attr("IFA_ADDRESS") == str(ip) and msg["prefixlen"] == prefixlen:
-            return False
+    """Add ip/prefixlen to the link; False when it was already there (the kernel says EEXIST)."""
     try:
         nl.addr("add", index=index, address=str(ip), prefixlen=prefixlen)
     except Exception as exc:

@@ -11,8 +11,9 @@ import contextlib
 from terwayctl.node import netns
 from terwayctl.node.datapath import policy, tc
 from terwayctl.node.datapath._links import ensure_address, link_index, link_mac, link_msg, set_up
+from terwayctl.node.datapath.conn import NodeConn
 from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
-from terwayctl.node.netlink import RTNH_F_ONLINK
+from terwayctl.node.netlink import RTNH_F_ONLINK, Netlink
 from terwayctl.node.netns import Namespace
 
 
@@ -35,37 +36,35 @@ def move_back(node: Namespace, pod: Namespace, ifname: str, eni_ifname: str) -> 
 
 
 def setup(
-    stack: contextlib.ExitStack, node: Namespace, pod: Namespace, ifname: str, spec: PodNetwork
+    stack: contextlib.ExitStack, conn: NodeConn, pod: Namespace, pn: Netlink, ifname: str, spec: PodNetwork
 ) -> PodAttachment:
-    with netns.iproute(node) as nn, netns.iproute(pod) as pn:
-        eni = link_index(nn, spec.eni_ifname)
-        pod_link = link_index(pn, ifname)
-        if eni is None and pod_link is None:
-            raise DatapathError(f"ENI {spec.eni_ifname} not found in node namespace {node}")
-        if eni is not None:
-            if pod_link is not None:
-                raise DatapathError(f"{ifname} already exists in pod namespace {pod}")
-            nn.link("set", index=eni, state="down")
-            nn.link("set", index=eni, net_ns_fd=str(netns.path_of(pod)))
-            stack.callback(move_back, node, pod, ifname, spec.eni_ifname)
-            moved = link_index(pn, spec.eni_ifname)
-            if moved is None:
-                raise DatapathError(f"ENI {spec.eni_ifname} did not arrive in pod namespace {pod}")
-            if spec.eni_ifname != ifname:
-                pn.link("set", index=moved, ifname=ifname)
-            pod_link = moved
-        assert pod_link is not None
-        lo = link_index(pn, "lo")
-        if lo is not None:
-            set_up(pn, lo)
-        set_up(pn, pod_link, spec.mtu)
-        ensure_address(pn, pod_link, spec.pod_ip, spec.prefix)
-        pn.route(
-            "replace", dst=policy.DEFAULT_DST, gateway=str(spec.gateway), oif=pod_link, flags=RTNH_F_ONLINK
-        )
-        # no host veth here: only egress (on the pod side) can be shaped
-        tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
-        pod_mac = link_mac(link_msg(pn, pod_link))
+    nn, node = conn.nl, conn.ns
+    eni = link_index(nn, spec.eni_ifname)
+    pod_link = link_index(pn, ifname)
+    if eni is None and pod_link is None:
+        raise DatapathError(f"ENI {spec.eni_ifname} not found in node namespace {node}")
+    if eni is not None:
+        if pod_link is not None:
+            raise DatapathError(f"{ifname} already exists in pod namespace {pod}")
+        nn.link("set", index=eni, state="down")
+        nn.link("set", index=eni, net_ns_fd=str(netns.path_of(pod)))
+        stack.callback(move_back, node, pod, ifname, spec.eni_ifname)
+        moved = link_index(pn, spec.eni_ifname)
+        if moved is None:
+            raise DatapathError(f"ENI {spec.eni_ifname} did not arrive in pod namespace {pod}")
+        if spec.eni_ifname != ifname:
+            pn.link("set", index=moved, ifname=ifname)
+        pod_link = moved
+    assert pod_link is not None
+    lo = link_index(pn, "lo")
+    if lo is not None:
+        set_up(pn, lo)
+    set_up(pn, pod_link, spec.mtu)
+    ensure_address(pn, pod_link, spec.pod_ip, spec.prefix)
+    pn.route("replace", dst=policy.DEFAULT_DST, gateway=str(spec.gateway), oif=pod_link, flags=RTNH_F_ONLINK)
+    # no host veth here: only egress (on the pod side) can be shaped
+    tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
+    pod_mac = link_mac(link_msg(pn, pod_link))
     return PodAttachment(
         mode=DatapathMode.EXCLUSIVE_ENI,
         pod_ifname=ifname,

@@ -27,8 +27,9 @@ from terwayctl.node.datapath._links import (
     link_msg,
     set_up,
 )
+from terwayctl.node.datapath.conn import NodeConn
 from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
-from terwayctl.node.netlink import RTNH_F_ONLINK, NetlinkError
+from terwayctl.node.netlink import RTNH_F_ONLINK, Netlink, NetlinkError
 from terwayctl.node.netns import Namespace
 
 log = logging.getLogger(__name__)
@@ -70,43 +71,35 @@ def ipvlan_supported(*, refresh: bool = False) -> bool:
     return _supported
 
 
-def _delete_in(ns: Namespace, name: str) -> None:
-    if netns.exists(ns):
-        with netns.iproute(ns) as nl:
-            delete_link(nl, name)
-
-
 def setup(
-    stack: contextlib.ExitStack, node: Namespace, pod: Namespace, ifname: str, spec: PodNetwork
+    stack: contextlib.ExitStack, conn: NodeConn, pod: Namespace, pn: Netlink, ifname: str, spec: PodNetwork
 ) -> PodAttachment:
-    with netns.iproute(node) as nn, netns.iproute(pod) as pn:
-        eni = link_index(nn, spec.eni_ifname)
-        if eni is None:
-            raise DatapathError(f"ENI {spec.eni_ifname} not found in node namespace {node}")
-        pod_link = link_index(pn, ifname)
-        if pod_link is not None and link_kind(link_msg(pn, pod_link)) != "ipvlan":
-            raise DatapathError(f"{ifname} already exists in pod namespace {pod}")
-        if pod_link is None:
-            tmp = f"ipvl{secrets.token_hex(5)}"
-            nn.link("add", ifname=tmp, kind="ipvlan", link=eni, ipvlan_mode=IPVLAN_MODE_L2, mtu=spec.mtu)
-            stack.callback(_delete_in, node, tmp)
-            index = link_index(nn, tmp)
-            nn.link("set", index=index, net_ns_fd=str(netns.path_of(pod)))
-            stack.callback(_delete_in, pod, tmp)
-            moved = link_index(pn, tmp)
-            if moved is None:
-                raise DatapathError(f"ipvlan link {tmp} did not arrive in pod namespace {pod}")
-            pn.link("set", index=moved, ifname=ifname)
-            stack.callback(_delete_in, pod, ifname)
-            pod_link = moved
-        set_up(nn, eni)
-        set_up(pn, pod_link, spec.mtu)
-        ensure_address(pn, pod_link, spec.pod_ip, 32)
-        pn.route(
-            "replace", dst=policy.DEFAULT_DST, gateway=str(spec.gateway), oif=pod_link, flags=RTNH_F_ONLINK
-        )
-        tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
-        pod_mac = link_mac(link_msg(pn, pod_link))
+    nn, node = conn.nl, conn.ns
+    eni = link_index(nn, spec.eni_ifname)
+    if eni is None:
+        raise DatapathError(f"ENI {spec.eni_ifname} not found in node namespace {node}")
+    pod_link = link_index(pn, ifname)
+    if pod_link is not None and link_kind(link_msg(pn, pod_link)) != "ipvlan":
+        raise DatapathError(f"{ifname} already exists in pod namespace {pod}")
+    if pod_link is None:
+        tmp = f"ipvl{secrets.token_hex(5)}"
+        nn.link("add", ifname=tmp, kind="ipvlan", link=eni, ipvlan_mode=IPVLAN_MODE_L2, mtu=spec.mtu)
+        stack.callback(delete_link, nn, tmp)
+        index = link_index(nn, tmp)
+        nn.link("set", index=index, net_ns_fd=str(netns.path_of(pod)))
+        stack.callback(delete_link, pn, tmp)
+        moved = link_index(pn, tmp)
+        if moved is None:
+            raise DatapathError(f"ipvlan link {tmp} did not arrive in pod namespace {pod}")
+        pn.link("set", index=moved, ifname=ifname)
+        stack.callback(delete_link, pn, ifname)
+        pod_link = moved
+    set_up(nn, eni)
+    set_up(pn, pod_link, spec.mtu)
+    ensure_address(pn, pod_link, spec.pod_ip, 32)
+    pn.route("replace", dst=policy.DEFAULT_DST, gateway=str(spec.gateway), oif=pod_link, flags=RTNH_F_ONLINK)
+    tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
+    pod_mac = link_mac(link_msg(pn, pod_link))
     return PodAttachment(
         mode=DatapathMode.IPVLAN,
         pod_ifname=ifname,
