@@ -11,7 +11,7 @@ import pytest
 
 from terwayctl.cli.app import run
 
-pytest_plugins: list[str] = ["tests.fixtures.cloud", "tests.fixtures.emulator", "tests.fixtures.kube", "tests.fixtures.netns", "tests.fixtures.node", "tests.fixtures.doctor"]
+pytest_plugins: list[str] = ["tests.fixtures.cloud", "tests.fixtures.emulator", "tests.fixtures.kube", "tests.fixtures.netns", "tests.fixtures.node", "tests.fixtures.doctor", "tests.fixtures.lab"]
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("terwayctl.cli.daemon", "app"),
     "doctor": ("terwayctl.cli.doctor", "doctor"),
     "ipam": ("terwayctl.cli.ipam", "app"),
+    "lab": ("terwayctl.cli.lab", "app"),
     "plan": ("terwayctl.cli.plan", "app"),
     "vswitch": ("terwayctl.cli.vswitch", "app"),
     "render": ("terwayctl.cli.manifest", "render"),

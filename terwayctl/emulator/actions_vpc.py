@@ -1,15 +1,20 @@
-"""VPC 2016-04-28 actions: VPCs, vSwitches, NAT gateways, SNAT entries and EIPs (read only)."""
+"""VPC 2016-04-28 actions: VPCs, vSwitches, NAT gateways, SNAT entries and EIPs.
+
+Everything is read only except the SNAT table: CreateSnatEntry and DeleteSnatEntry (the lab
+enforces the table in its router namespace, and removes an entry to inject "pods have no internet").
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from terwayctl.emulator import params as p
 from terwayctl.emulator.context import Call, Handler, Reply
-from terwayctl.emulator.errors import not_found
-from terwayctl.emulator.store import CREATED_AT, available_count
+from terwayctl.emulator.errors import ApiError, invalid_parameter, not_found
+from terwayctl.emulator.store import CREATED_AT, available_count, new_id
 
 CREATION_TIME = CREATED_AT
 
@@ -143,10 +148,76 @@ def describe_eip_addresses(call: Call) -> Reply:
     return _paged(call, rows, "EipAddresses", "EipAddress", 100, render)
 
 
+def _snat_table(conn: sqlite3.Connection, table_id: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM nat_gateways WHERE snat_table_id = ?", (table_id,)).fetchone()
+    if row is None:
+        raise not_found("SnatTable", table_id)
+    return row  # type: ignore[no-any-return]
+
+
+def create_snat_entry(call: Call) -> Reply:
+    """Add an entry: the sources of a vSwitch (SourceVSwitchId) or a CIDR (SourceCIDR), never both.
+
+    Each vSwitch and each source CIDR may appear in one entry of a table only; the SNAT IP must be
+    an EIP bound to the table's NAT gateway. The entry is Available at once (the real one is Pending
+    for a moment).
+    """
+    conn = call.conn
+    table_id = p.required(call.params, "SnatTableId")
+    snat_ip = p.required(call.params, "SnatIp")
+    nat = _snat_table(conn, table_id)
+    source_vsw = p.optional(call.params, "SourceVSwitchId")
+    source_cidr = p.optional(call.params, "SourceCIDR")
+    if (source_vsw is None) == (source_cidr is None):
+        raise invalid_parameter("SourceVSwitchId", "give exactly one of SourceVSwitchId and SourceCIDR")
+    if source_vsw is not None:
+        vsw = conn.execute("SELECT cidr, vpc_id FROM vswitches WHERE vswitch_id = ?", (source_vsw,)).fetchone()
+        if vsw is None:
+            raise not_found("VSwitch", source_vsw)
+        if vsw["vpc_id"] != nat["vpc_id"]:
+            raise invalid_parameter("SourceVSwitchId", f"{source_vsw} is not in the NAT gateway's VPC {nat['vpc_id']}")
+        cidr = str(vsw["cidr"])
+    else:
+        try:
+            cidr = str(ipaddress.IPv4Network(str(source_cidr), strict=False))
+        except ValueError:
+            raise invalid_parameter("SourceCIDR", f"{source_cidr!r} is not an IPv4 CIDR") from None
+    bound = {r[0] for r in conn.execute("SELECT ip FROM eips WHERE instance_id = ?", (nat["nat_id"],))}
+    for ip in snat_ip.split(","):
+        if ip.strip() not in bound:
+            raise ApiError("InvalidIp.NotInNatgw", f"The SNAT IP \"{ip.strip()}\" is not an EIP of the NAT gateway "
+                           f"{nat['nat_id']}.")
+    clash = conn.execute(
+        "SELECT entry_id FROM snat_entries WHERE snat_table_id = ? AND ((? != '' AND source_vswitch_id = ?)"
+        " OR (? = '' AND source_vswitch_id = '' AND source_cidr = ?))",
+        (table_id, source_vsw or "", source_vsw or "", source_vsw or "", cidr),
+    ).fetchone()
+    if clash is not None:
+        raise ApiError("Forbidden.SourceDuplicated", f"The source {source_vsw or cidr} already has the SNAT entry "
+                       f"{clash[0]} in {table_id}.", 403)
+    entry_id = new_id(conn, "snat")
+    conn.execute("INSERT INTO snat_entries VALUES (?, ?, ?, ?, ?, ?)",
+                 (entry_id, table_id, nat["nat_id"], cidr, source_vsw or "", snat_ip))
+    return {"SnatEntryId": entry_id}
+
+
+def delete_snat_entry(call: Call) -> Reply:
+    conn = call.conn
+    table_id = p.required(call.params, "SnatTableId")
+    entry_id = p.required(call.params, "SnatEntryId")
+    _snat_table(conn, table_id)
+    gone = conn.execute("DELETE FROM snat_entries WHERE snat_table_id = ? AND entry_id = ?", (table_id, entry_id))
+    if gone.rowcount == 0:
+        raise ApiError("InvalidSnatEntryId.NotFound", f"The specified SnatEntry \"{entry_id}\" does not exist.", 404)
+    return {}
+
+
 VPC_ACTIONS: dict[str, Handler] = {
     "DescribeVpcs": describe_vpcs,
     "DescribeVSwitches": describe_vswitches,
     "DescribeNatGateways": describe_nat_gateways,
     "DescribeSnatTableEntries": describe_snat_table_entries,
     "DescribeEipAddresses": describe_eip_addresses,
+    "CreateSnatEntry": create_snat_entry,
+    "DeleteSnatEntry": delete_snat_entry,
 }

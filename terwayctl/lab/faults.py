@@ -1,0 +1,285 @@
+"""Faults `doctor` must find, injected into a running lab and undone again.
+
+| kind | target | what it does |
+|---|---|---|
+| ``no-snat`` | pod vSwitch | DeleteSnatEntry of the vSwitch's entry; the router's NAT follows: no internet |
+| ``exhaust`` | vSwitch | every free address of the vSwitch is taken (AvailableIpAddressCount 0) |
+| ``rp-filter`` | node | ``net.ipv4.conf.{all,default}.rp_filter = 1`` in the node |
+| ``forward-drop`` | node | ``table ip filter``, chain ``FORWARD`` with policy drop (what iptables-nft writes for ``iptables -P FORWARD DROP``) |
+| ``docker-port`` | node | docker0 (172.17.0.1/16) and a published port the way docker does it: ``table ip nat`` with a ``DOCKER`` chain DNAT ``tcp dport <port>`` to 172.17.0.2:80, jumped to from PREROUTING and OUTPUT for local addresses, plus the MASQUERADE of 172.17.0.0/16 |
+| ``del-rule`` | pod | the pod's ``from <podIP> lookup <ENI table>`` rule (priority 2048) deleted behind the daemon's back |
+
+Each injected fault is recorded in ``state.json`` (kind:target) with what `clear` needs to undo it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from terwayctl.core.errors import InvalidInput
+from terwayctl.lab import network
+from terwayctl.lab.control import ask
+from terwayctl.lab.model import Topology
+from terwayctl.lab.state import FaultRecord, LabDir
+from terwayctl.node import netns
+
+DOCKER_BRIDGE = "docker0"
+DOCKER_GATEWAY = "172.17.0.1"
+DOCKER_CONTAINER = "172.17.0.2"
+DOCKER_CIDR = "172.17.0.0/16"
+DEFAULT_DOCKER_PORT = 8080
+RULE_PRIORITY = 2048
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    kind: str
+    target: str  # vswitch | node | pod
+    description: str
+
+
+KINDS: dict[str, FaultKind] = {k.kind: k for k in (
+    FaultKind("no-snat", "vswitch", "the pod vSwitch's SNAT entry is deleted: pods have no internet"),
+    FaultKind("exhaust", "vswitch", "the vSwitch has no free address left (InvalidVSwitchId.IpNotEnough)"),
+    FaultKind("rp-filter", "node", "rp_filter=1 (strict reverse-path filtering) on the node"),
+    FaultKind("forward-drop", "node", "FORWARD policy drop on the node (nftables table ip filter)"),
+    FaultKind("docker-port", "node", "a docker-published port: DOCKER chain DNAT to 172.17.0.2 on the node"),
+    FaultKind("del-rule", "pod", "the pod's 'from <podIP> lookup <ENI table>' rule deleted behind the daemon"),
+)}
+
+
+@dataclass(frozen=True)
+class FaultRow:
+    kind: str
+    target: str
+    active: bool
+    description: str
+    detail: dict[str, Any]
+
+
+def inject(lab_name: str, kind: str, target: str | None = None, port: int = DEFAULT_DOCKER_PORT) -> FaultRecord:
+    """Inject one fault; `target` defaults to the first pod vSwitch, the first node or the only pod."""
+    spec = _kind(kind)
+    lab = LabDir(lab_name)
+    topology = lab.topology()
+    target = _target(lab, topology, spec, target)
+    key = f"{kind}:{target}"
+    if key in lab.read_state().faults:
+        raise InvalidInput(f"fault {key} is already active", hint=f"clear it: terwayctl lab fault clear {kind}")
+    record = FaultRecord(kind, target, INJECT[kind](lab, topology, target, port))
+    with lab.locked() as state:
+        state.faults[record.key] = record
+    return record
+
+
+def clear(lab_name: str, kind: str | None = None, target: str | None = None) -> list[FaultRecord]:
+    """Undo the active faults (all, or of one kind, or one kind:target); returns what was undone."""
+    if kind is not None:
+        _kind(kind)
+    lab = LabDir(lab_name)
+    topology = lab.topology()
+    chosen = [f for f in lab.read_state().faults.values()
+              if (kind is None or f.kind == kind) and (target is None or f.target == target)]
+    for record in chosen:
+        CLEAR[record.kind](lab, topology, record)
+        with lab.locked() as state:
+            state.faults.pop(record.key, None)
+    return chosen
+
+
+def listing(lab_name: str) -> list[FaultRow]:
+    """Every fault kind: its active instances, or one inactive row."""
+    lab = LabDir(lab_name)
+    lab.topology()
+    active = lab.read_state().faults
+    rows: list[FaultRow] = []
+    for spec in KINDS.values():
+        mine = [f for f in active.values() if f.kind == spec.kind]
+        rows.extend(FaultRow(f.kind, f.target, True, spec.description, f.detail) for f in mine)
+        if not mine:
+            rows.append(FaultRow(spec.kind, "-", False, spec.description, {}))
+    return rows
+
+
+def describe(record: FaultRecord) -> str:
+    """One line for a person: what the injection did."""
+    detail = record.detail
+    if record.kind == "no-snat":
+        entries = ", ".join(f"{e.get('entry_id')} ({e.get('snat_ip')})" for e in detail.get("removed", []))
+        return f"deleted SNAT entry {entries} of {record.target}"
+    if record.kind == "exhaust":
+        return f"took the {detail.get('taken')} free addresses of {record.target}"
+    if record.kind == "rp-filter":
+        return f"rp_filter=1 (all, default) on {record.target}"
+    if record.kind == "forward-drop":
+        return f"table ip filter, chain FORWARD policy drop on {record.target}"
+    if record.kind == "docker-port":
+        return f"docker0 and DNAT tcp/{detail.get('port')} -> {detail.get('to')} on {record.target}"
+    return f"deleted 'from {detail.get('ip')} lookup {detail.get('table')}' (priority {detail.get('priority')}) of pod {record.target}"
+
+
+def _kind(kind: str) -> FaultKind:
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise InvalidInput(f"unknown fault {kind!r}", hint=f"one of: {', '.join(KINDS)}")
+    return spec
+
+
+def _target(lab: LabDir, topology: Topology, spec: FaultKind, target: str | None) -> str:
+    if spec.target == "vswitch":
+        if target is None:
+            return topology.pod_vswitches()[0].id
+        return topology.vswitch(target).id
+    if spec.target == "node":
+        return topology.node(target).name if target else topology.nodes[0].name
+    pods = lab.read_state().pods
+    if target is None:
+        if len(pods) != 1:
+            raise InvalidInput("name the pod of the fault", hint="e.g. --target <pod> (see 'terwayctl lab pods')")
+        return next(iter(pods))
+    if target not in pods:
+        raise InvalidInput(f"lab {lab.name} has no pod {target!r}", hint="see 'terwayctl lab pods'")
+    return target
+
+
+# --- no-snat / exhaust (through the supervisor) ---------------------------------------------------------
+
+
+def _no_snat(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    removed = ask(lab.control_socket, "snat_delete", vswitch=target)
+    if not removed:
+        raise InvalidInput(f"{target} has no SNAT entry to delete", hint="was the lab made with --no-snat?")
+    return {"removed": removed}
+
+
+def _restore_snat(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    for entry in record.detail.get("removed", []):
+        ask(lab.control_socket, "snat_create", vswitch=record.target, snat_ip=entry.get("snat_ip", ""))
+
+
+def _exhaust(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    return {"taken": ask(lab.control_socket, "exhaust", vswitch=target)}
+
+
+def _unexhaust(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    ask(lab.control_socket, "unexhaust", vswitch=record.target)
+
+
+# --- node faults ---------------------------------------------------------------------------------------------
+
+RP_KEYS = ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter")
+
+
+def _rp_filter(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    ns = topology.node(target).ns
+    before = {key: netns.read_sysctl(ns, key) for key in RP_KEYS}
+    for key in RP_KEYS:
+        netns.write_sysctl(ns, key, "1")
+    return {"before": before}
+
+
+def _rp_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    ns = topology.node(record.target).ns
+    for key, value in record.detail.get("before", {}).items():
+        netns.write_sysctl(ns, key, str(value))
+
+
+def _forward_drop(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    network.nft(topology.node(target).ns, "table ip filter {\n  chain FORWARD {\n"
+                "    type filter hook forward priority filter; policy drop;\n  }\n}\n")
+    return {"table": "ip filter", "chain": "FORWARD"}
+
+
+def _forward_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    ns = topology.node(record.target).ns
+    if network.nft_list(ns, "ip", "filter"):
+        network.nft(ns, "delete table ip filter\n")
+
+
+def _docker_port(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    if not 1 <= port <= 65535:
+        raise InvalidInput(f"--port must be 1-65535, got {port}", hint="e.g. --port 8080")
+    ns = topology.node(target).ns
+    with netns.iproute(ns) as nl:
+        if not nl.link_lookup(ifname=DOCKER_BRIDGE):
+            nl.link("add", ifname=DOCKER_BRIDGE, kind="bridge")
+        index = nl.link_lookup(ifname=DOCKER_BRIDGE)[0]
+        nl.addr("replace", index=index, address=DOCKER_GATEWAY, prefixlen=16)
+        nl.link("set", index=index, state="up")
+    network.nft(ns, (
+        "table ip nat {\n"
+        "  chain DOCKER {\n"
+        f'    iifname "{DOCKER_BRIDGE}" counter return\n'
+        f'    iifname != "{DOCKER_BRIDGE}" tcp dport {port} counter dnat to {DOCKER_CONTAINER}:80\n'
+        "  }\n"
+        "  chain PREROUTING {\n    type nat hook prerouting priority dstnat; policy accept;\n"
+        "    fib daddr type local counter jump DOCKER\n  }\n"
+        "  chain OUTPUT {\n    type nat hook output priority -100; policy accept;\n"
+        "    ip daddr != 127.0.0.0/8 fib daddr type local counter jump DOCKER\n  }\n"
+        "  chain POSTROUTING {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+        f'    ip saddr {DOCKER_CIDR} oifname != "{DOCKER_BRIDGE}" counter masquerade\n  }}\n'
+        "}\n"
+    ))
+    return {"port": port, "to": f"{DOCKER_CONTAINER}:80", "bridge": DOCKER_BRIDGE}
+
+
+def _docker_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    ns = topology.node(record.target).ns
+    if network.nft_list(ns, "ip", "nat"):
+        network.nft(ns, "delete table ip nat\n")
+    with netns.iproute(ns) as nl:
+        found = nl.link_lookup(ifname=DOCKER_BRIDGE)
+        if found:
+            nl.link("del", index=found[0])
+
+
+# --- del-rule ------------------------------------------------------------------------------------------------
+
+
+def _rules(ns: str) -> list[dict[str, Any]]:
+    done = subprocess.run(["ip", "-j", "-n", ns, "rule", "show"], capture_output=True, text=True, timeout=10,
+                          check=False)
+    rules: list[dict[str, Any]] = json.loads(done.stdout or "[]")
+    return rules
+
+
+def _del_rule(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    pod = lab.read_state().pods[target]
+    ns = topology.node(pod.node).ns
+    for rule in _rules(ns):
+        if rule.get("priority") == RULE_PRIORITY and rule.get("src") == pod.ip:
+            table = str(rule.get("table"))
+            _ip(ns, "rule", "del", "from", f"{pod.ip}/32", "priority", str(RULE_PRIORITY), "table", table)
+            return {"ip": pod.ip, "table": table, "priority": RULE_PRIORITY}
+    raise InvalidInput(f"pod {target} has no priority {RULE_PRIORITY} rule for {pod.ip} on {pod.node}",
+                       hint="is it an exclusive-ENI pod (no policy rules)?")
+
+
+def _rule_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    pod = lab.read_state().pods.get(record.target)
+    if pod is None:
+        return
+    ns = topology.node(pod.node).ns
+    detail = record.detail
+    if not any(r.get("priority") == RULE_PRIORITY and r.get("src") == detail["ip"] for r in _rules(ns)):
+        _ip(ns, "rule", "add", "from", f"{detail['ip']}/32", "priority", str(RULE_PRIORITY), "table",
+            str(detail["table"]))
+
+
+def _ip(ns: str, *args: str) -> None:
+    done = subprocess.run(["ip", "-n", ns, *args], capture_output=True, text=True, timeout=10, check=False)
+    if done.returncode != 0:
+        raise network.LabNetworkError(f"ip {' '.join(args)} in {ns}: {done.stderr.strip()}")
+
+
+Injector = Callable[[LabDir, Topology, str, int], dict[str, Any]]
+Restorer = Callable[[LabDir, Topology, FaultRecord], None]
+INJECT: dict[str, Injector] = {"no-snat": _no_snat, "exhaust": _exhaust, "rp-filter": _rp_filter,
+                               "forward-drop": _forward_drop, "docker-port": _docker_port, "del-rule": _del_rule}
+CLEAR: dict[str, Restorer] = {"no-snat": _restore_snat, "exhaust": _unexhaust, "rp-filter": _rp_restore,
+                              "forward-drop": _forward_restore, "docker-port": _docker_restore,
+                              "del-rule": _rule_restore}
