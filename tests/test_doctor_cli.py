@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from terwayctl.doctor import DoctorOptions, Inputs, Report
 from terwayctl.node import netns as nsmod
 from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
@@ -130,3 +131,39 @@ def test_node_scope_in_a_namespace(cli: Cli, netns: NetnsFactory, tmp_path: Path
     result = cli(*args, "--check", "node.cni-config", "--check", "node.rp-filter")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[-1] == "2 ok, 0 warn, 0 fail, 0 skipped"
+
+
+def test_node_identity_from_the_environment(cli: Cli, tmp_path: Path, conf: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `terwayctl lab exec NODE` exports names the node's files; the flags still win."""
+    confs, bins = tmp_path / "net.d", tmp_path / "bin"
+    confs.mkdir()
+    bins.mkdir()
+    (confs / "10-terway.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "terway", "plugins": [{"type": "terway"}]}))
+    for name, value in (("TERWAYCTL_CNI_CONF_DIR", confs), ("TERWAYCTL_CNI_BIN_DIR", bins),
+                        ("TERWAY_DAEMON_SOCKET", tmp_path / "eni.socket"), ("TERWAYCTL_ENI_CONF", conf)):
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("TERWAYCTL_INSTANCE_ID", "i-one i-two")
+    checks = ["--check", "node.cni-config", "--check", "node.cni-plugin", "--check", "node.daemon-socket"]
+    result = cli("doctor", *checks, "-o", "json")
+    rows = {r["check_id"]: r for r in json.loads(result.stdout)}
+    assert rows["node.cni-config"]["status"] == "ok"
+    assert rows["node.cni-config"]["evidence"][0] == f"{confs}: 10-terway.conflist"
+    assert rows["node.cni-plugin"]["evidence"] == [f"{bins / 'terway'}: missing"]
+    assert rows["node.daemon-socket"]["evidence"][0].startswith(f"{tmp_path / 'eni.socket'}: no socket at")
+    flags = cli("doctor", *checks, "-o", "json", "--cni-bin-dir", str(tmp_path), "--socket", str(tmp_path / "x.sock"))
+    rows = {r["check_id"]: r for r in json.loads(flags.stdout)}
+    assert rows["node.cni-plugin"]["evidence"] == [f"{tmp_path / 'terway'}: missing"]
+    assert rows["node.daemon-socket"]["evidence"][0].startswith(f"{tmp_path / 'x.sock'}: no socket at")
+    # --eni-conf and --instance-id (several, space-separated) go to the cloud topology: look at the options
+    seen: list[DoctorOptions] = []
+
+    def capture(options: DoctorOptions, inputs: Inputs) -> Report:
+        seen.append(options)
+        return Report(())
+
+    monkeypatch.setattr("terwayctl.doctor.run", capture)
+    assert cli("doctor", "--check", "cloud.snat-coverage").exit_code == 0
+    assert (seen[0].eni_conf_file, seen[0].instance_ids) == (conf, ("i-one", "i-two"))
+    assert (seen[0].cni_conf_dir, seen[0].cni_bin_dir, seen[0].socket) == (confs, bins, tmp_path / "eni.socket")

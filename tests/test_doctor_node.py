@@ -19,12 +19,13 @@ from terwayctl.doctor import DoctorOptions, Inputs, Status, real_inputs, run
 from terwayctl.doctor.readers import (
     DaemonAllocation,
     DaemonNotAnswering,
+    DaemonSetState,
     DaemonStatus,
     DatapathState,
     PublishedPort,
 )
 from terwayctl.node import netns as nsmod
-from tests.fixtures.doctor import FakeNode, RunOne
+from tests.fixtures.doctor import FakeKube, FakeNode, RunOne
 from tests.fixtures.netns import NetnsFactory
 
 CONFLIST = {"cniVersion": "1.0.0", "name": "terway", "plugins": [{"type": "terway"}]}
@@ -164,13 +165,24 @@ def test_datapath_rules(run_one: RunOne) -> None:
     assert found.status is Status.FAIL
     assert found.evidence[1:] == (
         "10.0.1.9 (default/db): allocated but no host veth routes it",
-        "10.0.1.9 (default/db): the 512/2048 ip rules are missing",
+        "10.0.1.9 (default/db): missing ip rule 'to 10.0.1.9 lookup main' (priority 512) and 'from 10.0.1.9 lookup "
+        "<ENI table>' (priority 2048): the pod's packets leave through the main table (the primary ENI), where the "
+        "VPC's source check drops them",
         "10.0.1.3: cali2 left behind: no allocation holds this IP",
         "cali3: a pod veth without a route or allocation",
     )
     clean = DatapathState({"cali1": ("10.0.1.2",)}, frozenset({"10.0.1.2"}), {"10.0.1.2": 1002}, {1002: "eth1"})
     ok = run_one("node.datapath-rules", node=FakeNode(state=clean, status=DaemonStatus(True, "eniip", allocations[:1])))
     assert ok.status is Status.OK
+    # the daemon names the ENI's interface: the missing rule, its table and the command that restores it
+    enis = {"enis": [{"eni_id": "eni-1", "ifname": "eth1"}]}
+    one_rule = DatapathState({"cali1": ("10.0.1.2",)}, frozenset({"10.0.1.2"}), {}, {1002: "eth1"})
+    status = DaemonStatus(True, "eniip", (DaemonAllocation("10.0.1.2", "default/web", "eni-1"),), enis)
+    found = run_one("node.datapath-rules", node=FakeNode(state=one_rule, status=status), netns="node-1")
+    assert found.evidence[1].startswith("10.0.1.2 (default/web): missing ip rule 'from 10.0.1.2 lookup 1002' "
+                                        "(priority 2048, the table of eni-1): ")
+    assert found.fix is not None
+    assert found.fix.splitlines()[0] == "ip netns exec node-1 ip rule add from 10.0.1.2 lookup 1002 priority 2048"
     unknown = run_one("node.datapath-rules", node=FakeNode(status=DaemonStatus(True, "eniip", None)))
     assert unknown.status is Status.SKIP
     down = run_one("node.datapath-rules", node=FakeNode(status=DaemonNotAnswering("refused")))
@@ -192,9 +204,20 @@ def test_hostport_published(run_one: RunOne) -> None:
               "--to-destination 172.17.0.2:80\nCOMMIT\n")
     proxy = PublishedPort("tcp", 9000, "172.17.0.3:9000", "docker-proxy pid 42")
     found = run_one("node.hostport-published", node=FakeNode(legacy=legacy, proxies=[proxy]))
-    assert found.status is Status.WARN
-    assert found.evidence[:2] == ("tcp/8080 -> 172.17.0.2:80 (iptables-legacy nat DOCKER)",
-                                  "tcp/9000 -> 172.17.0.3:9000 (docker-proxy pid 42)")
+    assert found.status is Status.FAIL  # shared ENI (the fake daemon's mode eniip): pods cannot reach them
+    assert found.evidence[:2] == ("tcp/8080 -> 172.17.0.2:80 (iptables-legacy nat DOCKER) in netns fake",
+                                  "tcp/9000 -> 172.17.0.3:9000 (docker-proxy pid 42) in netns fake")
+    assert found.evidence[2].startswith("shared-ENI mode (eniip, from the daemon's STATUS): pods on this node cannot "
+                                        "reach tcp/8080, tcp/9000: after the DNAT")
+    exclusive = run_one("node.hostport-published", node=FakeNode(legacy=legacy, status=DaemonStatus(True, "eni", ())))
+    assert exclusive.status is Status.WARN and exclusive.evidence[-1].startswith("eni mode (from the daemon's STATUS)")
+    down = FakeNode(legacy=legacy, status=DaemonNotAnswering("no socket at /x", missing=True))
+    unknown = run_one("node.hostport-published", node=down)
+    assert unknown.status is Status.WARN and unknown.evidence[-1].startswith("Terway mode unknown (the daemon does not answer): in shared-ENI")
+    daemonset = DaemonSetState("terway-eniip", "kube-system", "eniip", 2, 2, 2, 2)
+    from_cluster = run_one("node.hostport-published", node=down, kube=FakeKube(daemonset=daemonset))
+    assert from_cluster.status is Status.FAIL
+    assert "(eniip, from DaemonSet kube-system/terway-eniip)" in from_cluster.evidence[-1]
 
 
 def test_an_exploding_reader_is_a_fail_not_a_crash(run_one: RunOne) -> None:
@@ -274,7 +297,7 @@ def test_legacy_iptables_forward_drop_and_docker_dnat(netns: NetnsFactory, tmp_p
     assert report.finding("node.forward-policy").status is Status.FAIL
     published = report.finding("node.hostport-published")
     assert published.status is Status.WARN
-    assert published.evidence[0] == "tcp/8080 -> 172.17.0.2:80 (iptables-legacy nat DOCKER)"
+    assert published.evidence[0] == f"tcp/8080 -> 172.17.0.2:80 (iptables-legacy nat DOCKER) in netns {ns}"
 
 
 def test_docker_style_dnat_in_nft(netns: NetnsFactory, tmp_path: Path) -> None:
@@ -286,8 +309,8 @@ def test_docker_style_dnat_in_nft(netns: NetnsFactory, tmp_path: Path) -> None:
         "--to-destination", "172.17.0.3:53")
     found = _node_run(ns, tmp_path, "node.hostport-published").finding("node.hostport-published")
     assert found.status is Status.WARN
-    assert found.evidence[:2] == ("tcp/8080 -> 172.17.0.2:80 (nft ip nat DOCKER)",
-                                  "udp/5353 -> (iptables DNAT) (nft ip nat DOCKER)")
+    assert found.evidence[:2] == (f"tcp/8080 -> 172.17.0.2:80 (nft ip nat DOCKER) in netns {ns}",
+                                  f"udp/5353 -> (iptables DNAT) (nft ip nat DOCKER) in netns {ns}")
 
 
 LISTENER = ("import socket,sys,time\ns=socket.socket();s.bind(('0.0.0.0',int(sys.argv[4])));s.listen()\n"
@@ -316,7 +339,7 @@ def test_listening_docker_proxy(docker_proxy: tuple[str, subprocess.Popen[str]],
     ns, proc = docker_proxy
     found = _node_run(ns, tmp_path, "node.hostport-published").finding("node.hostport-published")
     assert found.status is Status.WARN
-    assert found.evidence[0] == f"tcp/18080 -> 172.17.0.9:80 (docker-proxy pid {proc.pid})"
+    assert found.evidence[0] == f"tcp/18080 -> 172.17.0.9:80 (docker-proxy pid {proc.pid}) in netns {ns}"
 
 
 class FakeDaemon:
@@ -368,7 +391,9 @@ def test_datapath_rules_against_the_kernel_and_a_daemon(netns: NetnsFactory, tmp
     assert found.status is Status.FAIL
     assert found.evidence[1:] == (
         "192.168.40.7 (default/db): allocated but no host veth routes it",
-        "192.168.40.7 (default/db): the 512/2048 ip rules are missing",
+        "192.168.40.7 (default/db): missing ip rule 'to 192.168.40.7 lookup main' (priority 512) and 'from "
+        "192.168.40.7 lookup <ENI table>' (priority 2048): the pod's packets leave through the main table (the "
+        "primary ENI), where the VPC's source check drops them",
         "192.168.40.2: cali0123456789a left behind: no allocation holds this IP",
     )
 

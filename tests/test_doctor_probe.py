@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 
 from terwayctl.doctor import DoctorOptions, Status, Target, real_inputs, run
 from terwayctl.node import netns as nsmod
-from tests.fixtures.doctor import FakeNode, FakeProber, RunOne
+from tests.fixtures.doctor import FakeCloud, FakeNode, FakeProber, RunOne, instance, nat, snat_entry, vswitch
 from tests.fixtures.netns import NetnsFactory
 
 TARGET = Target("198.51.100.1", 8443)
@@ -33,13 +34,44 @@ def test_diagnosis(run_one: RunOne) -> None:
     assert status_and_last(FakeProber())[0] is Status.OK
     status, last = status_and_last(FakeProber(pod_route=None))
     assert status is Status.FAIL and last.startswith("hop 1 (pod): no route to 198.51.100.1")
-    status, last = status_and_last(FakeProber(pod_reaches=False))
-    assert status is Status.FAIL and "the node reaches the external target 198.51.100.1:8443 but the pod side" in last
+    found = run_one("probe.external", node=FakeNode(), prober=FakeProber(pod_reaches=False), external_target=TARGET)
+    assert found.status is Status.FAIL
+    assert "the node reaches the external target 198.51.100.1:8443 but the pod side" in found.evidence[2]
+    assert found.evidence[3] == ("not on the node: node.forwarding, node.rp-filter, node.forward-policy are ok in "
+                                 "netns fake")
     status, last = status_and_last(FakeProber(node_reaches=False, pod_reaches=False))
     assert status is Status.FAIL and "the node itself cannot reach" in last
     found = run_one("probe.hostport", node=FakeNode(), prober=FakeProber(pod_reaches=False),
                     hostport_target=Target("10.0.0.1", 30080))
-    assert found.status is Status.FAIL and "the node reaches the hostPort 10.0.0.1:30080" in found.evidence[-1]
+    assert found.status is Status.FAIL and "the node reaches the hostPort 10.0.0.1:30080" in found.evidence[2]
+    assert "SNAT" not in found.evidence[2]
+
+
+def test_where_the_pod_side_breaks(run_one: RunOne, tmp_path: Path) -> None:
+    """Node reached, pod side not: the probe names the node check that fails, or the pod vSwitch without SNAT."""
+    no_forwarding = FakeNode(sysctls={**FakeNode().sysctls, "net.ipv4.ip_forward": "0"})
+    found = run_one("probe.external", node=no_forwarding, prober=FakeProber(pod_reaches=False), external_target=TARGET)
+    assert found.evidence[3] == "where: on the node: node.forwarding fails (net.ipv4.ip_forward = 0 in netns fake)"
+    assert found.fix is not None and found.fix.startswith("sysctl -w net.ipv4.ip_forward=1")
+
+    conf = tmp_path / "eni_conf.json"
+    conf.write_text(json.dumps({"vswitches": {"z1": ["vsw-pod1"]}}))
+    cloud = FakeCloud(vswitches=[vswitch("vsw-node1", "z1", "10.0.0.0/24"), vswitch("vsw-pod1", "z1", "10.0.32.0/19")],
+                      instances=[instance("i-1", "z1", "vsw-node1")], nats=[nat()],
+                      snat={"stb-1": [snat_entry("snat-node", vsw="vsw-node1")]})
+    from_pod = FakeProber(pod_reaches=False, pod_route="198.51.100.1 via 169.254.1.1 dev eth0 src 10.0.32.7 uid 0")
+    found = run_one("probe.external", node=FakeNode(), cloud=cloud, prober=from_pod, external_target=TARGET,
+                    eni_conf_file=conf, instance_ids=("i-1",))
+    assert found.status is Status.FAIL
+    assert found.evidence[-1] == (
+        "where: the VPC's NAT gateway: the pod's source 10.0.32.7 is in vsw-pod1 (10.0.32.0/19), which has no SNAT "
+        "entry, so its packets are not translated and get no answer (cloud.snat-coverage)")
+    assert found.fix == ("aliyun vpc CreateSnatEntry --RegionId cn-test --SnatTableId stb-1 --SourceVSwitchId vsw-pod1 "
+                         "--SnatIp 203.0.113.10")
+    temporary = FakeProber(pod_reaches=False, pod_route="198.51.100.1 via 169.254.1.1 dev eth0 src 169.254.199.9")
+    found = run_one("probe.external", node=FakeNode(), cloud=cloud, prober=temporary, external_target=TARGET,
+                    eni_conf_file=conf, instance_ids=("i-1",))
+    assert found.evidence[-1].startswith("where: the VPC: the source 169.254.199.9 belongs to no vSwitch of the VPC")
 
 
 # --- end to end: node and "internet" namespaces, a temporary probe namespace -------------------------------

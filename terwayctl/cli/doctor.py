@@ -18,6 +18,17 @@ if TYPE_CHECKING:
     from terwayctl.doctor import Report
     from terwayctl.doctor.readers import Target
 
+# The node's identity, from the environment when the flags are not given (docs/doctor.md "Inputs"):
+# `terwayctl lab exec NODE` exports them for the lab node; the daemon and the plugin read the same socket variable.
+ENV_SOCKET = "TERWAY_DAEMON_SOCKET"
+ENV_INSTANCE_ID = "TERWAYCTL_INSTANCE_ID"
+ENV_ENI_CONF = "TERWAYCTL_ENI_CONF"
+ENV_CNI_CONF_DIR = "TERWAYCTL_CNI_CONF_DIR"
+ENV_CNI_BIN_DIR = "TERWAYCTL_CNI_BIN_DIR"
+DEFAULT_CNI_CONF_DIR = Path("/etc/cni/net.d")
+DEFAULT_CNI_BIN_DIR = Path("/opt/cni/bin")
+DEFAULT_SOCKET = Path("/var/run/eni/eni.socket")
+
 MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
 SCOPE_HELP = "cloud, node, cluster or all (repeatable)."
 
@@ -78,11 +89,11 @@ def doctor(
     scope: Annotated[list[str], typer.Option("--scope", help=SCOPE_HELP)] = ["all"],  # noqa: B006 - typer's default
     check: Annotated[Optional[list[str]], typer.Option("--check", help="Run only this check id (repeatable).")] = None,  # noqa: UP045
     netns: Annotated[Optional[str], typer.Option("--netns", help="Node network namespace, a name or path (default: the current one).")] = None,  # noqa: UP045
-    eni_conf: Annotated[Optional[Path], typer.Option("--eni-conf", help="eni_conf JSON, or the eni-config ConfigMap, instead of the cluster's.")] = None,  # noqa: UP045
-    instance_id: Annotated[Optional[list[str]], typer.Option("--instance-id", help="The cluster's instances (default: the nodes' providerID, else every instance of the VPC).")] = None,  # noqa: UP045
-    cni_conf_dir: Annotated[Path, typer.Option(help="CNI configuration directory.")] = Path("/etc/cni/net.d"),
-    cni_bin_dir: Annotated[Path, typer.Option(help="CNI plugin directory.")] = Path("/opt/cni/bin"),
-    socket_path: Annotated[Path, typer.Option("--socket", help="The node daemon's unix socket.")] = Path("/var/run/eni/eni.socket"),
+    eni_conf: Annotated[Optional[Path], typer.Option("--eni-conf", envvar=ENV_ENI_CONF, help="eni_conf JSON, or the eni-config ConfigMap, instead of the cluster's.")] = None,  # noqa: UP045
+    instance_id: Annotated[Optional[list[str]], typer.Option("--instance-id", envvar=ENV_INSTANCE_ID, help="The cluster's instances (default: the nodes' providerID, else every instance of the VPC); the variable may hold several, space-separated.")] = None,  # noqa: UP045
+    cni_conf_dir: Annotated[Path, typer.Option(envvar=ENV_CNI_CONF_DIR, help="CNI configuration directory.")] = DEFAULT_CNI_CONF_DIR,
+    cni_bin_dir: Annotated[Path, typer.Option(envvar=ENV_CNI_BIN_DIR, help="CNI plugin directory.")] = DEFAULT_CNI_BIN_DIR,
+    socket_path: Annotated[Path, typer.Option("--socket", envvar=ENV_SOCKET, help="The node daemon's unix socket.")] = DEFAULT_SOCKET,
     low_ips: Annotated[int, typer.Option(help="Warn when a vSwitch has fewer free IPs than this.")] = 64,
     event_window: Annotated[int, typer.Option(help="Minutes: events older than this are ignored.")] = 60,
     probe: Annotated[bool, typer.Option("--probe", help="Run the active probes (off by default).")] = False,

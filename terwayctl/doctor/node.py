@@ -14,7 +14,7 @@ from terwayctl.doctor.firewall import (
     nft_forward_chains,
 )
 from terwayctl.doctor.model import Check, CheckSkipped, Need, Scope, Verdict, fail, ok, warn
-from terwayctl.doctor.readers import DaemonNotAnswering, DaemonStatus, PublishedPort
+from terwayctl.doctor.readers import DaemonNotAnswering, DaemonStatus, DatapathState, PublishedPort
 from terwayctl.doctor.topology import eni_conf
 
 NEEDS = frozenset({Need.NODE})
@@ -23,6 +23,9 @@ TERWAY_CONFLIST = "10-terway.conflist"
 TERWAY_BINARY = "terway"
 RP_FILTER_KEYS = ("all", "default", "eth0")
 FORWARDING_KEYS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding")
+TO_POD_PRIORITY = 512
+FROM_POD_PRIORITY = 2048
+SHARED_ENI_MODE = "eniip"
 
 
 def _in(ctx: Context) -> str:
@@ -205,12 +208,28 @@ def datapath_rules(ctx: Context) -> Verdict:
     state = ctx.node.datapath()
     allocated = {a.ip: a for a in status.allocations}
     routed = {ip: veth for veth, ips in state.veths.items() for ip in ips}
-    problems = []
+    tables = _eni_tables(status, state)
+    problems: list[str] = []
+    repairs: list[str] = []
+    prefix = "" if ctx.options.netns is None else f"ip netns exec {ctx.options.netns} "
     for ip, alloc in sorted(allocated.items()):
         if ip not in routed:
             problems.append(f"{ip} ({alloc.pod}): allocated but no host veth routes it")
-        if ip not in state.from_pod_rules or ip not in state.to_pod_rules:
-            problems.append(f"{ip} ({alloc.pod}): the 512/2048 ip rules are missing")
+        missing = []
+        if ip not in state.to_pod_rules:
+            missing.append(f"'to {ip} lookup main' (priority {TO_POD_PRIORITY})")
+            repairs.append(f"{prefix}ip rule add to {ip} lookup main priority {TO_POD_PRIORITY}")
+        if ip not in state.from_pod_rules:
+            table = tables.get(alloc.eni_id)
+            of_eni = f", the table of {alloc.eni_id}" if table is not None else ""
+            missing.append(f"'from {ip} lookup {table if table is not None else '<ENI table>'}' "
+                           f"(priority {FROM_POD_PRIORITY}{of_eni})")
+            if table is not None:
+                repairs.append(f"{prefix}ip rule add from {ip} lookup {table} priority {FROM_POD_PRIORITY}")
+        if missing:
+            consequence = (": the pod's packets leave through the main table (the primary ENI), where the VPC's "
+                           "source check drops them" if ip not in state.from_pod_rules else "")
+            problems.append(f"{ip} ({alloc.pod}): missing ip rule {' and '.join(missing)}{consequence}")
         elif (table := state.from_pod_rules[ip]) not in state.eni_tables:
             problems.append(f"{ip} ({alloc.pod}): 'from {ip} lookup {table}' points at a table without a default route")
     leaked = sorted((set(routed) | set(state.from_pod_rules) | state.to_pod_rules) - set(allocated))
@@ -223,9 +242,19 @@ def datapath_rules(ctx: Context) -> Verdict:
                f"from-pod rule(s), {len(state.eni_tables)} ENI table(s) {_in(ctx)}")
     if problems:
         return fail([summary, *problems],
-                    "compare with terwayctl ipam check; restarting the daemon reconciles leftovers; recreate pods "
-                    "whose datapath is missing (kubectl delete pod)")
+                    "\n".join([*repairs, "compare with terwayctl ipam check; restarting the daemon reconciles "
+                                "leftovers; recreate pods whose datapath is missing (kubectl delete pod)"]))
     return ok(summary)
+
+
+def _eni_tables(status: DaemonStatus, state: DatapathState) -> dict[str, int]:
+    """ENI id -> its route table, from the daemon's ENIs (id, ifname) and the tables' default-route devices."""
+    by_device = {device: table for table, device in state.eni_tables.items() if device}
+    found = {}
+    for eni in status.detail.get("enis") or ():
+        if isinstance(eni, dict) and eni.get("eni_id") and str(eni.get("ifname")) in by_device:
+            found[str(eni["eni_id"])] = by_device[str(eni["ifname"])]
+    return found
 
 
 def _configured_datapath(ctx: Context) -> tuple[str, str]:
@@ -258,6 +287,28 @@ def datapath_kernel(ctx: Context) -> Verdict:
                 "load the module (modprobe ipvlan) or upgrade the kernel; or configure veth (drop eniip_virtual_type)")
 
 
+def _terway_mode(ctx: Context) -> tuple[str | None, str]:
+    """The node's Terway mode (eniip = shared ENI, eni = exclusive ENI) and where it was read:
+    the daemon's STATUS, else the cluster's Terway DaemonSet; (None, why) when neither says."""
+    try:
+        status = _daemon(ctx)
+    except DaemonNotAnswering:
+        why = "the daemon does not answer"
+    else:
+        if status.mode:
+            return status.mode, "the daemon's STATUS"
+        why = "the daemon's STATUS names no mode"
+    try:
+        daemonset = ctx.kube.terway_daemonset()
+    except CheckSkipped:
+        daemonset = None
+    except Exception:  # noqa: BLE001 - the mode is a refinement; an unreachable API server must not fail the check
+        daemonset = None
+    if daemonset is not None:
+        return daemonset.mode, f"DaemonSet {daemonset.namespace}/{daemonset.name}"
+    return None, why
+
+
 def hostport_published(ctx: Context) -> Verdict:
     ruleset = ctx.node.nft_ruleset()
     legacy = ctx.node.iptables_legacy_save()
@@ -266,11 +317,20 @@ def hostport_published(ctx: Context) -> Verdict:
                                   *ctx.node.docker_proxies()]
     if not ports:
         return ok(f"no docker DNAT rules or docker-proxy listeners {_in(ctx)}")
-    evidence = [f"{p.protocol}/{p.port} -> {p.destination} ({p.source})" for p in ports]
-    evidence.append("ports published outside Kubernetes: pods on this node cannot reach them in shared-ENI mode "
-                    "(their traffic to the node's address leaves through the ENI, not the DNAT path)")
-    return warn(evidence, "run the service as a pod with hostPort (portmap chained in 10-terway.conflist) or a "
-                          "NodePort/LoadBalancer Service instead of docker -p")
+    evidence = [f"{p.protocol}/{p.port} -> {p.destination} ({p.source}) {_in(ctx)}" for p in ports]
+    fix = ("run the service as a pod with hostPort (portmap chained in 10-terway.conflist) or a "
+           "NodePort/LoadBalancer Service instead of docker -p")
+    mode, origin = _terway_mode(ctx)
+    published = ", ".join(f"{p.protocol}/{p.port}" for p in ports)
+    if mode == SHARED_ENI_MODE:
+        return fail([*evidence, f"shared-ENI mode ({mode}, from {origin}): pods on this node cannot reach {published}: "
+                     "after the DNAT, their policy rule ('from <pod IP> lookup <ENI table>', priority "
+                     f"{FROM_POD_PRIORITY}) routes the packets out of the ENI into the VPC, not to the container"], fix)
+    if mode is not None:
+        return warn([*evidence, f"{mode} mode (from {origin}): pods reach the node's address through the VPC like any "
+                     f"other host, so the DNAT applies; {published} is still published outside Kubernetes"], fix)
+    return warn([*evidence, f"Terway mode unknown ({origin}): in shared-ENI mode (eniip) pods on this node cannot "
+                 f"reach {published}"], fix)
 
 
 def hostport_config(ctx: Context) -> Verdict:
@@ -313,7 +373,8 @@ CHECKS: list[Check] = [
     Check("node.datapath-kernel", "The kernel supports the configured datapath", Scope.NODE, NEEDS, datapath_kernel,
           "eniip_virtual_type (conflist or eni_conf) against ipvlan support of the kernel"),
     Check("node.hostport-published", "No ports published outside Kubernetes", Scope.NODE, NEEDS, hostport_published,
-          "DNAT rules in DOCKER chains (nft, iptables-legacy) and docker-proxy processes listening in the namespace"),
+          "DNAT rules in DOCKER chains (nft, iptables-legacy) and docker-proxy processes listening in the namespace; "
+          "the Terway mode (daemon STATUS, else the DaemonSet)"),
     Check("node.hostport-config", "hostPort is configured completely or not at all", Scope.NODE, NEEDS,
           hostport_config, "portmap in the conflist together with symmetric_routing on the terway plugin"),
 ]

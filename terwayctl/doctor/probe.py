@@ -7,9 +7,15 @@ to the node namespace, always removed). Comparing the two says where the path br
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Callable
+
+from terwayctl.doctor import node as node_checks
 from terwayctl.doctor.context import Context
-from terwayctl.doctor.model import Check, CheckSkipped, Need, Scope, Verdict, fail, ok
+from terwayctl.doctor.model import Check, CheckSkipped, Need, Scope, Status, Verdict, fail, ok
 from terwayctl.doctor.readers import Attempt, Target
+from terwayctl.doctor.topology import nat_facts, snat_command, topology
 
 NEEDS = frozenset({Need.NODE, Need.PROBE})
 
@@ -19,8 +25,13 @@ def _line(attempt: Attempt, target: Target) -> str:
     return f"{attempt.how} {target} from {attempt.where}: {attempt.detail}{route}"
 
 
-def diagnose(target: Target, node: Attempt, pod: Attempt, what: str) -> Verdict:
-    """Where the path from the pod side to `target` breaks, from the node's and the pod's attempts."""
+def diagnose(target: Target, node: Attempt, pod: Attempt, what: str,
+             where: Callable[[], tuple[list[str], list[str]]] | None = None, *, vpc: bool = True) -> Verdict:
+    """Where the path from the pod side to `target` breaks, from the node's and the pod's attempts.
+
+    `where()`, asked only when the node reaches the target and the pod side does not, returns
+    lines naming the break it found (``where: ...``) and the fixes for them.
+    """
     evidence = [_line(node, target), _line(pod, target)]
     if pod.reached:
         return ok(*evidence)
@@ -31,26 +42,90 @@ def diagnose(target: Target, node: Attempt, pod: Attempt, what: str) -> Verdict:
         return fail([*evidence, f"the node itself cannot reach {what} {target}: the break is beyond the pod: the "
                      "node's route, its security group, or the NAT gateway / SNAT entry of the vSwitch"],
                     "check the node's default route and security group; doctor --scope cloud checks SNAT")
-    return fail([*evidence, f"the node reaches {what} {target} but the pod side does not: the node does not forward "
-                 "the pod's packets (forwarding, rp_filter, FORWARD policy) or the VPC does not translate / return "
-                 "the pod's source address (no SNAT entry for the pod vSwitch)"],
-                "see node.forwarding, node.rp-filter, node.forward-policy and cloud.snat-coverage")
+    beyond = (" or the VPC does not translate / return the pod's source address (no SNAT entry for the pod "
+              "vSwitch)") if vpc else ""
+    evidence.append(f"the node reaches {what} {target} but the pod side does not: the node does not forward "
+                    f"the pod's packets (forwarding, rp_filter, FORWARD policy){beyond}")
+    found, fixes = where() if where is not None else ([], [])
+    see = "see node.forwarding, node.rp-filter, node.forward-policy" + (" and cloud.snat-coverage" if vpc else "")
+    return fail([*evidence, *found], "\n".join(fixes) or see)
 
 
-def _probe(ctx: Context, target: Target | None, what: str, flag: str) -> Verdict:
+_SOURCE = re.compile(r"\bsrc (\S+)")
+_NODE_SUSPECTS = (("node.forwarding", node_checks.forwarding), ("node.rp-filter", node_checks.rp_filter),
+                  ("node.forward-policy", node_checks.forward_policy))
+
+
+def _on_the_node(ctx: Context) -> tuple[list[str], list[str]]:
+    """The node checks that explain dropped pod packets, as `where` lines and fixes."""
+    found: list[str] = []
+    fixes: list[str] = []
+    clean: list[str] = []
+    for check_id, check in _NODE_SUSPECTS:
+        try:
+            verdict = check(ctx)
+        except Exception:  # noqa: BLE001 - a refinement of the probe; the check itself reports its error
+            continue
+        if verdict.status is Status.FAIL:
+            found.append(f"where: on the node: {check_id} fails ({verdict.evidence[0]})")
+            if verdict.fix:
+                fixes.append(verdict.fix)
+        elif verdict.status is Status.OK:
+            clean.append(check_id)
+    if not found and len(clean) == len(_NODE_SUSPECTS):
+        found.append(f"not on the node: {', '.join(clean)} are ok in netns {ctx.node.netns}")
+    return found, fixes
+
+
+def _in_the_vpc(ctx: Context, pod: Attempt) -> tuple[list[str], list[str]]:
+    """The pod's source address against the VPC: which vSwitch holds it, and whether SNAT covers it."""
+    match = _SOURCE.search(pod.route or "")
+    if match is None:
+        return [], []
+    try:
+        source = ipaddress.IPv4Address(match.group(1))
+    except ValueError:
+        return [], []
+    try:
+        topo, facts = topology(ctx), nat_facts(ctx)
+    except Exception:  # noqa: BLE001 - no cloud or no topology: the verdict stays without the VPC part
+        return [], []
+    holder = next((v for v in topo.vswitches.values() if v.cidr_block
+                   and source in ipaddress.ip_network(v.cidr_block, strict=False)), None)
+    if holder is None:
+        return [f"where: the VPC: the source {source} belongs to no vSwitch of the VPC, so nothing routes the answer "
+                "back (probe from a pod with --probe-from for the real path)"], []
+    entries = facts.covering(holder)
+    if entries:
+        return [f"the pod's source {source} is in {holder.vswitch_id}, covered by SNAT entry "
+                f"{entries[0].snat_entry_id} ({entries[0].snat_ip}): check the NAT gateway and the security group"], []
+    return [f"where: the VPC's NAT gateway: the pod's source {source} is in {holder.vswitch_id} ({holder.cidr_block}), "
+            "which has no SNAT entry, so its packets are not translated and get no answer (cloud.snat-coverage)"], \
+        [snat_command(ctx, facts, holder)]
+
+
+def _probe(ctx: Context, target: Target | None, what: str, flag: str, *, vpc: bool) -> Verdict:
     if target is None:
-        raise CheckSkipped(f"no {what} given ({flag} IP[:PORT]); doctor never picks one itself")
+        raise CheckSkipped(f"no target given ({flag} IP[:PORT]); doctor never picks one itself")
     timeout = ctx.options.probe_timeout
     prober = ctx.prober
-    return diagnose(target, prober.from_node(target, timeout), prober.from_pod(target, timeout), what)
+    node = prober.from_node(target, timeout)
+    pod = prober.from_pod(target, timeout)
+
+    def where() -> tuple[list[str], list[str]]:
+        on_node, node_fixes = _on_the_node(ctx)
+        in_vpc, vpc_fixes = _in_the_vpc(ctx, pod) if vpc else ([], [])
+        return [*on_node, *in_vpc], [*node_fixes, *vpc_fixes]
+
+    return diagnose(target, node, pod, what, where, vpc=vpc)
 
 
 def external(ctx: Context) -> Verdict:
-    return _probe(ctx, ctx.options.external_target, "the external target", "--external-target")
+    return _probe(ctx, ctx.options.external_target, "the external target", "--external-target", vpc=True)
 
 
 def hostport(ctx: Context) -> Verdict:
-    return _probe(ctx, ctx.options.hostport_target, "the hostPort", "--hostport-target")
+    return _probe(ctx, ctx.options.hostport_target, "the hostPort", "--hostport-target", vpc=False)
 
 
 CHECKS: list[Check] = [

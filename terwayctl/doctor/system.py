@@ -257,7 +257,7 @@ def attempt(ns: str | None, where: str, target: Target, timeout: float) -> Attem
     route = _run(ns, ["ip", "-o", "route", "get", target.host], timeout=timeout)
     if route.returncode != 0:
         return Attempt(where, False, how, route.stderr.strip() or "no route", None)
-    path = " ".join(route.stdout.split())
+    path = " ".join(route.stdout.split("\\")[0].split())  # the route, without -o's "\ cache" continuation
     if target.port:
         reached, detail = _tcp_connect(ns, target.host, target.port, timeout)
     else:

@@ -161,7 +161,8 @@ class LabDir:
 
     def node_env(self, topology: Topology, node: NodePlan, url: str) -> dict[str, str]:
         """The environment of a process in the node: the cloud (through the node's endpoint proxy),
-        the daemon socket, and the node identity for scripts."""
+        the daemon socket, and the node identity that ``terwayctl doctor`` (and scripts) read where a
+        real node has fixed paths: its instance, eni_conf, CNI conf and bin dirs."""
         return {
             **cloud_env(url, topology.region),
             "TERWAY_DAEMON_SOCKET": str(self.node_socket(node.name)),
@@ -169,6 +170,9 @@ class LabDir:
             "TERWAYCTL_LAB_NODE": node.name,
             "TERWAYCTL_INSTANCE_ID": node.instance_id,
             "TERWAYCTL_STATE_DIR": str(self.node_state_dir(node.name)),
+            "TERWAYCTL_ENI_CONF": str(self.node_dir(node.name) / "eni_conf.json"),
+            "TERWAYCTL_CNI_CONF_DIR": str(self.node_conf(node.name)),
+            "TERWAYCTL_CNI_BIN_DIR": str(self.node_bin(node.name)),
         }
 
 
