@@ -248,6 +248,20 @@ def test_injected_codes(world: RunningEmulator, make_client: MakeClient, code: s
     assert ("gave up after 3 attempts" in err.message) == retryable
 
 
+def test_observers_hear_every_request_retries_included(world: RunningEmulator, make_client: MakeClient) -> None:
+    client = make_client(world, retry=RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.002))
+    heard: list[tuple[str, float, str | None]] = []
+    client.observe(lambda action, seconds, error: heard.append((action, seconds, error)))
+    client.assign_private_ip_addresses("eni-emunode1", count=12)  # two requests: 10 + 2
+    assert [(a, err) for a, _, err in heard] == [("AssignPrivateIpAddresses", None)] * 2
+    assert all(seconds >= 0 for _, seconds, _ in heard)
+    heard.clear()
+    world.set_fault("DescribeVpcs", failure_ratio=1.0, failure_code="InternalError")
+    with pytest.raises(e.CloudUnavailable):
+        client.describe_vpcs()
+    assert [(a, err) for a, _, err in heard] == [("DescribeVpcs", "InternalError")] * 3
+
+
 def test_ram_denial(world: RunningEmulator, make_client: MakeClient) -> None:
     client = make_client(world, access_key_id="LTAI5tDeniedKey", access_key_secret="DeniedSecret000")
     eni = client.create_network_interface(vswitch_id=POD_VSW, security_group_ids=[SG])

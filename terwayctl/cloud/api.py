@@ -8,7 +8,10 @@ in-memory fake (the real client is tested end to end against the emulator).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from terwayctl.cloud.client import RequestObserver
 
 from terwayctl.cloud.models import (
     Eip,
@@ -101,6 +104,12 @@ class VpcApi(VpcLayoutReader, Protocol):
     def describe_eip_addresses(
         self, *, allocation_ids: Sequence[str] = (), associated_instance_id: str | None = None
     ) -> list[Eip]: ...
+
+
+class Observable(Protocol):
+    """A client that reports every API request (action, seconds, error code) to observers."""
+
+    def observe(self, observer: RequestObserver) -> None: ...
 
 
 class CloudApi(EcsApi, VpcApi, Protocol):

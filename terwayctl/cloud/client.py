@@ -71,6 +71,10 @@ DEFAULT_PAGE_SIZES: Mapping[str, int] = {
 MAX_PAGES = 10_000
 
 
+RequestObserver = Callable[[str, float, "str | None"], None]
+"""Called after each API request with the action, its duration and its error code (None: success)."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One endpoint for both ECS and VPC: `host[:port]` and the scheme (http|https)."""
@@ -122,6 +126,7 @@ class CloudClient:
         self._clock = clock
         self._new_token = token_factory
         self._limiter = RateLimiter(self._settings.rate_limits, clock=clock, sleep=sleep)
+        self._observers: list[RequestObserver] = []
         self.credentials_source = credentials_source
 
     @property
@@ -345,7 +350,25 @@ class CloudClient:
             clock=self._clock,
         )
 
+    def observe(self, observer: RequestObserver) -> None:
+        """Call `observer(action, seconds, error_code or None)` after every API request, retries included."""
+        self._observers.append(observer)
+
     def _attempt(self, product: str, action: str, params: Mapping[str, object]) -> dict[str, Any]:
+        started = self._clock()
+        try:
+            reply = self._send(product, action, params)
+        except CloudError as exc:
+            self._notify(action, self._clock() - started, exc.code or "Unknown")
+            raise
+        self._notify(action, self._clock() - started, None)
+        return reply
+
+    def _notify(self, action: str, seconds: float, error: str | None) -> None:
+        for observer in self._observers:
+            observer(action, seconds, error)
+
+    def _send(self, product: str, action: str, params: Mapping[str, object]) -> dict[str, Any]:
         from terwayctl.cloud import sdk
 
         self._limiter.acquire(action)

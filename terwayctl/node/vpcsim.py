@@ -19,8 +19,7 @@ Assign/UnassignPrivateIpAddresses of an attached ENI, and the per-IP routes foll
 same for a list of ENIs, e.g. to repair after a restart).
 On detach the router end is deleted, which removes the node end, the routes and the neighbours.
 
-The module does not import the emulator (the layers forbid it): `EniView` names the fields of
-`terwayctl.emulator.EniInfo` it reads, so `VpcRouter` satisfies the emulator's `EniHook` Protocol.
+`VpcRouter` satisfies the emulator's `EniHook` Protocol (terwayctl/emulator/hooks.py).
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
+from terwayctl.emulator.hooks import EniInfo
 from terwayctl.node import netns
 from terwayctl.node.netlink import NUD_PERMANENT, RT_SCOPE_LINK, RT_TABLE_MAIN, Netlink, is_absent
 from terwayctl.node.netns import Namespace
@@ -42,25 +41,6 @@ log = logging.getLogger("terwayctl.node.vpcsim")
 NODE_PREFIX = "eni"
 ROUTER_PREFIX = "vr"
 SUFFIX_CHARS = 12
-
-
-class EniView(Protocol):
-    """What the router reads of an attached ENI (`terwayctl.emulator.EniInfo` has these fields)."""
-
-    @property
-    def eni_id(self) -> str: ...
-
-    @property
-    def mac(self) -> str: ...
-
-    @property
-    def primary_ip(self) -> str: ...
-
-    @property
-    def private_ips(self) -> tuple[str, ...]: ...
-
-    @property
-    def gateway(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -105,7 +85,7 @@ class VpcRouter:
 
     # --- EniHook ---------------------------------------------------------------------------------
 
-    def on_attach(self, instance_id: str, eni: EniView) -> None:
+    def on_attach(self, instance_id: str, eni: EniInfo) -> None:
         node = self._nodes.get(instance_id)
         if node is None:
             log.info("ENI %s attached to %s, which has no node namespace here; ignored", eni.eni_id, instance_id)
@@ -116,7 +96,7 @@ class VpcRouter:
             self._set_routes(eni.eni_id, eni.mac, (eni.primary_ip, *eni.private_ips))
         log.info("ENI %s (%s) wired into %s as %s", eni.eni_id, eni.mac, node, node_ifname(eni.eni_id))
 
-    def on_detach(self, instance_id: str, eni: EniView) -> None:
+    def on_detach(self, instance_id: str, eni: EniInfo) -> None:
         with self._lock:
             self._enis.pop(eni.eni_id, None)
             with netns.iproute(self.router_ns) as nl:
@@ -126,7 +106,7 @@ class VpcRouter:
                         nl.link("del", index=found[0])
         log.info("ENI %s unwired (detached from %s)", eni.eni_id, instance_id)
 
-    def on_ips_changed(self, instance_id: str, eni: EniView) -> None:
+    def on_ips_changed(self, instance_id: str, eni: EniInfo) -> None:
         """Route the ENI's current addresses, after the emulator assigned or unassigned some."""
         self.sync([EniAddresses(eni.eni_id, (eni.primary_ip, *eni.private_ips))])
 
@@ -147,7 +127,7 @@ class VpcRouter:
 
     # --- netlink ---------------------------------------------------------------------------------
 
-    def _wire(self, node: Namespace, eni: EniView) -> None:
+    def _wire(self, node: Namespace, eni: EniInfo) -> None:
         rname, nname = router_ifname(eni.eni_id), node_ifname(eni.eni_id)
         with netns.iproute(self.router_ns) as nl:
             if not nl.link_lookup(ifname=rname):

@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from terwayctl.node.daemon.cloudapi import EniCloud, NetworkInterfaceView, error_code
+from terwayctl.cloud.models import NetworkInterface
+from terwayctl.node.daemon.cloudapi import EniCloud, error_code
 from terwayctl.node.daemon.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
 from terwayctl.node.daemon.links import prepare_eni, wait_for_link
 from terwayctl.node.daemon.store import EniRecord, Store
@@ -389,7 +390,7 @@ class Pool:
         candidates = self._candidate_vswitches()
         if not candidates:
             raise PoolEmpty("every vSwitch of the zone is out of addresses or backed off", IP_NOT_ENOUGH)
-        created: NetworkInterfaceView | None = None
+        created: NetworkInterface | None = None
         last: Exception | None = None
         for vswitch_id in candidates:
             try:
@@ -442,7 +443,7 @@ class Pool:
         self._publish(eni, ips)
         log.info("ENI %s attached as %s with %d IP(s) on %s", eni_id, ifname, len(ips), attached.vswitch_id)
 
-    def _wait_status(self, eni_id: str, status: str) -> NetworkInterfaceView:
+    def _wait_status(self, eni_id: str, status: str) -> NetworkInterface:
         deadline = self.clock() + ATTACH_TIMEOUT
         delay = 0.05
         while True:

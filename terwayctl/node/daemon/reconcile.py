@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from terwayctl.cloud.models import NetworkInterface
 from terwayctl.node import netns
-from terwayctl.node.daemon.cloudapi import EniCloud, NetworkInterfaceView
+from terwayctl.node.daemon.cloudapi import EniCloud
 from terwayctl.node.daemon.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
 from terwayctl.node.daemon.links import links_by_mac, prepare_eni, wait_for_link
 from terwayctl.node.daemon.pool import Eni, VSwitchInfo
@@ -50,7 +51,7 @@ class Repairs:
         return " ".join(parts) or "nothing to repair"
 
 
-def attached_enis(cloud: EniCloud, instance_id: str) -> list[NetworkInterfaceView]:
+def attached_enis(cloud: EniCloud, instance_id: str) -> list[NetworkInterface]:
     """The instance's secondary ENIs as the cloud sees them (InUse or still Attaching)."""
     return [
         ni
@@ -59,7 +60,7 @@ def attached_enis(cloud: EniCloud, instance_id: str) -> list[NetworkInterfaceVie
     ]
 
 
-def pod_ips_of(ni: NetworkInterfaceView, mode: PoolMode) -> set[str]:
+def pod_ips_of(ni: NetworkInterface, mode: PoolMode) -> set[str]:
     return {ni.primary_ip} if mode is PoolMode.ENI else set(ni.private_ips)
 
 

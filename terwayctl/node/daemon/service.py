@@ -31,7 +31,7 @@ from terwayctl.core import bandwidth as bw
 from terwayctl.core.capacity import usable_enis
 from terwayctl.core.errors import InvalidInput, TerwayctlError
 from terwayctl.node import netns
-from terwayctl.node.daemon.cloudapi import EniCloud, MeteredCloud
+from terwayctl.node.daemon.cloudapi import EniCloud
 from terwayctl.node.daemon.config import DaemonConfig, PoolMode
 from terwayctl.node.daemon.metrics import Metrics
 from terwayctl.node.daemon.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
@@ -87,7 +87,8 @@ class Daemon:
     def __init__(self, config: DaemonConfig, cloud: EniCloud, metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
-        self.cloud = MeteredCloud(cloud, self.metrics)
+        self.cloud = cloud
+        cloud.observe(self.metrics.api_call)
         self.store: Store | None = None
         self.pool: Pool | None = None
         self.datapath: Datapath | None = None
