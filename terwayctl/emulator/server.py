@@ -5,17 +5,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -27,6 +25,7 @@ from terwayctl.emulator.context import Call, Handler, Reply, next_due, settle
 from terwayctl.emulator.errors import ApiError, missing
 from terwayctl.emulator.faults import FaultInjector
 from terwayctl.emulator.hooks import EniHook, HookEvent, NoopEniHook
+from terwayctl.emulator.httpserver import ClosingHTTPServer
 from terwayctl.emulator.store import Store, seed_world
 from terwayctl.emulator.world import World, default_world
 
@@ -279,34 +278,10 @@ def _error_body(request_id: str, error: ApiError, product: Product | None) -> Re
 # --- HTTP ------------------------------------------------------------------------------------------
 
 
-class _HttpServer(ThreadingHTTPServer):
-    """Threads per connection; every open connection is tracked so stop() can close it."""
-
-    daemon_threads = False
-    block_on_close = True
-
+class _HttpServer(ClosingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], emulator: Emulator) -> None:
         self.emulator = emulator
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
         super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

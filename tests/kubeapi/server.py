@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
-import socket
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from terwayctl.emulator.httpserver import ClosingHTTPServer
 from tests.kubeapi import resources
 from tests.kubeapi.resources import ResourceType
 from tests.kubeapi.store import ApiError, Obj, Store, bad_request
@@ -197,32 +196,10 @@ def _pod_status(ready: bool, containers: list[str]) -> Obj:
 # --- HTTP --------------------------------------------------------------------------------------------
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
-
+class _HttpServer(ClosingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: KubeApiServer) -> None:
         self.api = api
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
         super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass(frozen=True)

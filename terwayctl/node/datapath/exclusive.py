@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 
 from terwayctl.node import netns
-from terwayctl.node.datapath import policy, tc
-from terwayctl.node.datapath._links import ensure_address, link_index, link_mac, link_msg, set_up
+from terwayctl.node.datapath._links import link_index, set_up
+from terwayctl.node.datapath._podside import configure_pod_link
 from terwayctl.node.datapath.conn import NodeConn
 from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
-from terwayctl.node.netlink import RTNH_F_ONLINK, Netlink
+from terwayctl.node.netlink import Netlink
 from terwayctl.node.netns import Namespace
 
 
@@ -59,22 +59,8 @@ def setup(
     lo = link_index(pn, "lo")
     if lo is not None:
         set_up(pn, lo)
-    set_up(pn, pod_link, spec.mtu)
-    ensure_address(pn, pod_link, spec.pod_ip, spec.prefix)
-    pn.route("replace", dst=policy.DEFAULT_DST, gateway=str(spec.gateway), oif=pod_link, flags=RTNH_F_ONLINK)
     # no host veth here: only egress (on the pod side) can be shaped
-    tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
-    pod_mac = link_mac(link_msg(pn, pod_link))
-    return PodAttachment(
-        mode=DatapathMode.EXCLUSIVE_ENI,
-        pod_ifname=ifname,
-        pod_ip=spec.pod_ip,
-        pod_mac=pod_mac,
-        host_ifname=None,
-        host_mac=None,
-        eni_ifname=spec.eni_ifname,
-        eni_table=None,
-    )
+    return configure_pod_link(pn, pod, ifname, pod_link, spec, spec.prefix, DatapathMode.EXCLUSIVE_ENI)
 
 
 def teardown(node: Namespace, pod: Namespace | None, ifname: str, spec: PodNetwork) -> None:

@@ -17,19 +17,17 @@ import re
 import secrets
 
 from terwayctl.node import netns
-from terwayctl.node.datapath import policy, tc
 from terwayctl.node.datapath._links import (
     delete_link,
-    ensure_address,
     link_index,
     link_kind,
-    link_mac,
     link_msg,
     set_up,
 )
+from terwayctl.node.datapath._podside import configure_pod_link
 from terwayctl.node.datapath.conn import NodeConn
 from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
-from terwayctl.node.netlink import RTNH_F_ONLINK, Netlink, NetlinkError
+from terwayctl.node.netlink import Netlink, NetlinkError
 from terwayctl.node.netns import Namespace
 
 log = logging.getLogger(__name__)
@@ -95,21 +93,7 @@ def setup(
         stack.callback(delete_link, pn, ifname)
         pod_link = moved
     set_up(nn, eni)
-    set_up(pn, pod_link, spec.mtu)
-    ensure_address(pn, pod_link, spec.pod_ip, 32)
-    pn.route("replace", dst=policy.DEFAULT_DST, gateway=str(spec.gateway), oif=pod_link, flags=RTNH_F_ONLINK)
-    tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
-    pod_mac = link_mac(link_msg(pn, pod_link))
-    return PodAttachment(
-        mode=DatapathMode.IPVLAN,
-        pod_ifname=ifname,
-        pod_ip=spec.pod_ip,
-        pod_mac=pod_mac,
-        host_ifname=None,
-        host_mac=None,
-        eni_ifname=spec.eni_ifname,
-        eni_table=None,
-    )
+    return configure_pod_link(pn, pod, ifname, pod_link, spec, 32, DatapathMode.IPVLAN)
 
 
 def teardown(node: Namespace, pod: Namespace | None, ifname: str, spec: PodNetwork) -> None:
