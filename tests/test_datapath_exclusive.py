@@ -11,8 +11,8 @@ from terwayctl.node.datapath import (
     DatapathError,
     DatapathMode,
     PodNetwork,
-    exclusive,
     setup_pod,
+    tc,
     teardown_pod,
 )
 from tests.fixtures.netns import EXCLUSIVE_ENI, EXCLUSIVE_GATEWAY, World, ping
@@ -73,7 +73,7 @@ def test_exclusive_eni_failure_moves_it_back(datapath_world: World, monkeypatch:
     def broken(*args: object, **kwargs: object) -> None:
         raise DatapathError("tc broke")
 
-    monkeypatch.setattr(exclusive.tc, "shape", broken)
+    monkeypatch.setattr(tc, "shape", broken)
     with pytest.raises(DatapathError, match="tc broke"):
         setup_pod(w.node, pod, "eth0", _spec())
     assert EXCLUSIVE_ENI in _links(w.node)
