@@ -149,7 +149,9 @@ def test_eni_mode_renders_terway_eni() -> None:
     assert ds["metadata"]["name"] == "terway-eni"
     assert ds["spec"]["selector"]["matchLabels"] == {"app": "terway-eni"}
     assert ds["spec"]["template"]["metadata"]["labels"]["app"] == "terway-eni"
-    assert daemon_pod(objs)["containers"][0]["command"][:4] == ["terwayctl", "daemon", "--mode", "eni"]
+    assert daemon_pod(objs)["containers"][0]["command"] == [
+        "terwayctl", "--namespace", "kube-system", "daemon", "--mode", "eni",
+    ]
 
 
 def test_dual_sets_ip_stack() -> None:
@@ -184,13 +186,14 @@ def test_daemonset_shape() -> None:
     assert init["command"][:3] == ["terwayctl", "cni", "install"]
     assert {m["mountPath"] for m in init["volumeMounts"]} == {"/etc/eni", "/opt/cni/bin", "/etc/cni/net.d"}
     daemon = pod["containers"][0]
-    assert daemon["command"][:2] == ["terwayctl", "daemon"]
+    # no --config: the daemon reads eni-config (and the node's terway-config override) from the API server
+    assert daemon["command"] == ["terwayctl", "--namespace", "kube-system", "daemon", "--mode", "eniip"]
     assert daemon["readinessProbe"]["exec"]["command"] == ["terwayctl", "daemon", "status"]
     assert daemon["livenessProbe"]["exec"]["command"] == ["terwayctl", "daemon", "status"]
     assert daemon["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     assert daemon["env"][0] == {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
     mounts = {m["mountPath"]: m for m in daemon["volumeMounts"]}
-    assert mounts["/etc/eni"]["readOnly"] is True
+    assert "/etc/eni" not in mounts  # the daemon reads eni-config from the API server, not a file
     assert {"/var/run/eni", "/var/lib/cni/terway", "/etc/cni/net.d"} <= set(mounts)
     host = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in pod["volumes"] if "hostPath" in v}
     assert host == {

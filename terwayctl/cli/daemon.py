@@ -18,6 +18,9 @@ from terwayctl.cli.table import write_table
 from terwayctl.core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from terwayctl.kube.client import KubeClient
     from terwayctl.node.daemon.config import DaemonConfig, NodeIdentity
 
 app = typer.Typer(
@@ -42,23 +45,57 @@ def daemon(
     state_dir: Annotated[Path, typer.Option(help="State directory (the SQLite store).")] = Path(DEFAULT_STATE_DIR),
     node_netns: Annotated[Optional[str], typer.Option(help="Network namespace of the node's ENIs (a name or path; default: the current one).")] = None,  # noqa: UP045
     metrics: Annotated[Optional[str], typer.Option(help="Serve /metrics on 127.0.0.1:PORT or unix:/path.")] = None,  # noqa: UP045
-    pod_annotations: Annotated[Optional[Path], typer.Option(help='JSON file {"ns/name": {annotation: value}} for bandwidth annotations.')] = None,  # noqa: UP045
+    pod_annotations: Annotated[Optional[Path], typer.Option(help='JSON file {"ns/name": {annotation: value}} for bandwidth annotations (no API server: the lab).')] = None,  # noqa: UP045
+    node_name: Annotated[Optional[str], typer.Option(envvar="NODE_NAME", help="This node's Node name in the API server (pod GC, terway-config label).")] = None,  # noqa: UP045
+    gc_period: Annotated[str, typer.Option(help="How often to release the IPs of pods gone from the API server (Go duration).")] = "5m",
+    gc_grace: Annotated[str, typer.Option(help="Never release an allocation younger than this (a pod being created).")] = "2m",
     log_format: Annotated[str, typer.Option(help="logfmt or json.")] = "logfmt",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the node daemon until SIGTERM/SIGINT: pool ENIs and IPs, answer the CNI plugin."""
+    """Run the node daemon until SIGTERM/SIGINT: pool ENIs and IPs, answer the CNI plugin.
+
+    With an API server (--kubeconfig, --context, KUBECONFIG, or in a pod: in-cluster) it reads each
+    pod's bandwidth annotations, releases the IPs of pods deleted from it, and, without --config,
+    takes eni_conf from the eni-config ConfigMap (-n) merged with the node's terway-config one.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from terwayctl.node.daemon import logfmt
+    from terwayctl.node.daemon.config import parse_duration
 
     logfmt.configure(log_format, log_level)
     options = global_options(ctx)
-    daemon_config = _build_config(
-        options, mode=mode, config=config, instance_id=instance_id, zone=zone, vswitch_id=vswitch_id,
-        instance_type=instance_type, socket_path=socket_path, state_dir=state_dir, node_netns=node_netns,
-        metrics=metrics, pod_annotations=pod_annotations,
-    )
-    _run(options, daemon_config)
+    durations = {"gc_period": parse_duration(gc_period, "--gc-period"),
+                 "gc_grace": parse_duration(gc_grace, "--gc-grace")}
+    kube = connect_cluster(options, os.environ)
+    try:
+        daemon_config = _build_config(
+            options, mode=mode, config=config, instance_id=instance_id, zone=zone, vswitch_id=vswitch_id,
+            instance_type=instance_type, socket_path=socket_path, state_dir=state_dir, node_netns=node_netns,
+            metrics=metrics, pod_annotations=pod_annotations, node_name=node_name or "", kube=kube, **durations,
+        )
+        _run(options, daemon_config, kube)
+    finally:
+        if kube is not None:
+            kube.close()
+
+
+def cluster_configured(options: GlobalOptions, environ: Mapping[str, str]) -> bool:
+    """An API server is configured: --kubeconfig/KUBECONFIG, --context, or in a pod (in-cluster)."""
+    return bool(options.kubeconfig or options.context or environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def connect_cluster(options: GlobalOptions, environ: Mapping[str, str]) -> KubeClient | None:
+    """The daemon's API server client (short timeouts: an ADD waits on a pod read), or None."""
+    if not cluster_configured(options, environ):
+        return None
+    import logging
+
+    from terwayctl.kube.client import connect
+
+    kube = connect(options.kubeconfig, options.context, environ=environ, request_timeout=5.0)
+    logging.getLogger("terwayctl.node.daemon").info("API server %s", kube.server)
+    return kube
 
 
 def _identity(
@@ -102,27 +139,41 @@ def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
         mode = PoolMode(flags["mode"])
     except ValueError:
         raise InvalidInput(f"--mode must be eniip or eni, got {flags['mode']!r}") from None
-    conf = load_eni_conf(flags["config"]) if flags["config"] is not None else {}
+    kube = flags["kube"]
+    origin = str(flags["config"] or "eni_conf")
+    if flags["config"] is not None:
+        conf = load_eni_conf(flags["config"])
+    elif kube is not None:
+        from terwayctl.node.daemon.cluster import eni_conf_from_cluster
+
+        conf = eni_conf_from_cluster(kube, options.namespace, flags["node_name"])
+        origin = f"{options.namespace}/eni-config"
+    else:
+        conf = {}
     # identity flags as given; what is missing is resolved in _run, once the cloud client exists
     identity = NodeIdentity(
         flags["instance_id"] or "", flags["zone"] or "", flags["vswitch_id"] or "", flags["instance_type"] or ""
     )
     return DaemonConfig(
         identity=identity,
-        pool=pool_settings(conf, str(flags["config"] or "eni_conf")),
+        pool=pool_settings(conf, origin),
         mode=mode,
         socket_path=flags["socket_path"],
         state_dir=flags["state_dir"],
         node_netns=flags["node_netns"],
         metrics=flags["metrics"],
         pod_annotations=flags["pod_annotations"],
+        node_name=flags["node_name"],
+        gc_period=flags["gc_period"],
+        gc_grace=flags["gc_grace"],
     )
 
 
-def _run(options: GlobalOptions, config: DaemonConfig) -> None:
+def _run(options: GlobalOptions, config: DaemonConfig, kube: KubeClient | None = None) -> None:
     import dataclasses
 
     from terwayctl.cloud.session import client_from_options
+    from terwayctl.node.daemon.cluster import KubeCluster
     from terwayctl.node.daemon.server import Running
     from terwayctl.node.daemon.service import Daemon
 
@@ -134,7 +185,8 @@ def _run(options: GlobalOptions, config: DaemonConfig) -> None:
         identity = _identity(options, client, given.instance_id or None, given.zone_id or None,
                              given.vswitch_id or None, given.instance_type or None)
         config = dataclasses.replace(config, identity=identity)
-        with Running(Daemon(config, client)):
+        cluster = KubeCluster(kube, config.node_name) if kube is not None else None
+        with Running(Daemon(config, client, cluster=cluster)):
             while not stop.wait(0.5):
                 pass
     finally:

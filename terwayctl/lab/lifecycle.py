@@ -179,23 +179,13 @@ def _node_files(lab: LabDir, topology: Topology, node: NodePlan) -> None:
     }
     source = lab.node_dir(node.name) / lab.conflist(node.name).name
     source.write_text(json.dumps(conflist, indent=2) + "\n")
-    try:
-        from terwayctl.cni.install import InstallError, install
-    except ImportError:  # a terwayctl without 'cni install': the same by hand
-        for path in (lab.node_bin(node.name), lab.node_conf(node.name)):
-            path.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, lab.conflist(node.name))
-        _write_launcher(lab.node_bin(node.name) / "terway")
-        return
+    from terwayctl.cni.install import InstallError, install
+
     try:
         install(lab.node_bin(node.name), lab.node_conf(node.name), source)
     except InstallError as exc:
         raise LabError(f"cannot install the plugin on {node.name}: {exc}") from None
 
-
-def _write_launcher(path: Path) -> None:
-    path.write_text(f"#!/bin/sh\nexec {sys.executable} -m terwayctl.cni \"$@\"\n")
-    path.chmod(0o755)
 
 
 def _wait_supervisor(lab: LabDir, pid: int) -> dict[str, Any]:
@@ -275,6 +265,7 @@ def down(name: str, progress: Progress = _quiet) -> DownReport:
     removed = lab.path.exists()
     if removed:
         shutil.rmtree(lab.path, ignore_errors=True)
+    procs.reap_exited()
     return DownReport(name, stopped, namespaces, removed)
 
 

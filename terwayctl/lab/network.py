@@ -67,15 +67,13 @@ def _lo_up(ns: str) -> None:
 
 
 def setup_router(topology: Topology) -> None:
-    """Router sysctls, and the wan link to the internet namespace with the NAT gateway's EIP.
-
-    Proxy ARP answers for other addresses of a vSwitch, as the VPC's virtual router does. (The
-    VPC's source check is in nftables, `router_ruleset`: rp_filter would also drop the nodes' ARP
-    requests for the gateway, which carry the node's eth0 address on a pod ENI.)
+    """Router sysctls (`prepare_router`: forwarding, proxy ARP as the VPC's virtual router answers for
+    the addresses of a vSwitch), and the wan link to the internet namespace with the NAT gateway's EIP.
+    The VPC's source check is in nftables, `router_ruleset`: rp_filter would also drop the nodes' ARP
+    requests for the gateway, which carry the node's eth0 address on a pod ENI.
     """
     router, inet = topology.router_ns, topology.internet_ns
     prepare_router(router)
-    netns.write_sysctl(router, "net.ipv4.conf.all.proxy_arp", "1")
     _lo_up(inet)
     wan, peer = naming.wan_link(topology.name), naming.inet_link(topology.name)
     prefix = ipaddress.IPv4Network(INTERNET_CIDR).prefixlen

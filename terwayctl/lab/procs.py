@@ -19,8 +19,16 @@ from pathlib import Path
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+def reap_exited() -> None:
+    """Collect every child started here that has exited, so none lingers as a zombie."""
+    for pid, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+
+
 def spawn(argv: Sequence[str], log: Path, env: Mapping[str, str]) -> int:
     """Start `argv` detached (new session, stdin /dev/null, output to `log`) and return its pid."""
+    reap_exited()
     with open(log, "ab") as out:
         process = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=dict(env), start_new_session=True,

@@ -61,13 +61,22 @@ def router_ifname(eni_id: str) -> str:
 
 
 def prepare_router(router_ns: Namespace) -> None:
-    """Make `router_ns` a router: lo up, forwarding on, reverse-path filtering off."""
+    """Make `router_ns` the VPC's router: lo up, forwarding on, reverse-path filtering off, and proxy
+    ARP, because the VPC answers ARP for every address of a vSwitch (an exclusive-ENI pod has the
+    vSwitch's prefix on its eth0 and ARPs for its neighbours there)."""
     with netns.iproute(router_ns) as nl:
         lo = nl.link_lookup(ifname="lo")
         if lo:
             nl.link("set", index=lo[0], state="up")
-    for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
-        netns.write_sysctl(router_ns, key, "1" if key.endswith("forward") else "0")
+    netns.write_sysctls(
+        router_ns,
+        [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.conf.all.proxy_arp", "1"),
+        ],
+    )
 
 
 class VpcRouter:

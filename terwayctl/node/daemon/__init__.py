@@ -3,7 +3,8 @@ CNI socket server, reconciliation with the kernel and the cloud, and metrics (do
 
 Modules: `config` (eni_conf, identity, paths), `cloudapi` (the narrow `EniCloud` Protocol that
 `terwayctl.cloud.CloudClient` satisfies, and call metering), `store` (SQLite), `pool` (refills),
-`reconcile` (start-up repair), `service` (`Daemon`: the CNI verbs), `server` (the unix socket and
+`reconcile` (start-up repair), `cluster` (the narrow `Cluster` Protocol of the API server reads:
+pod annotations, pod GC, eni_conf from ConfigMaps), `service` (`Daemon`: the CNI verbs), `server` (the unix socket and
 metrics servers, `Running`), `check` (`ipam check`), `client` (asking a running daemon), `metrics`,
 `logfmt`. This package imports nothing of `terwayctl.cloud`: the CLI builds the client and hands it
 in (the layers keep `node` and `cloud` independent). The package itself imports nothing, so

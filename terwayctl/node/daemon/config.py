@@ -19,6 +19,10 @@ STORE_FILE = "daemon.sqlite"
 DEFAULT_MAX_POOL = 5
 DEFAULT_MIN_POOL = 0
 DEFAULT_SYNC_PERIOD = 120.0
+DEFAULT_GC_PERIOD = 300.0
+"""how often the daemon lists the node's pods to release the IPs of deleted ones"""
+DEFAULT_GC_GRACE = 120.0
+"""an allocation younger than this is never released by that GC (its pod may be being created)"""
 ENI_CREATOR_TAG = "terway.node"
 """Tag key on every ENI the daemon creates; the value is the instance id (for leak recovery)."""
 
@@ -79,6 +83,10 @@ class DaemonConfig:
     add_timeout: float = 25.0
     """how long an ADD waits for the pool before answering 11 (the plugin waits 30 s)"""
     mtu: int = 1500
+    node_name: str = ""
+    """this node's Node object in the API server (NODE_NAME); '' : no pod GC from the API server"""
+    gc_period: float = DEFAULT_GC_PERIOD
+    gc_grace: float = DEFAULT_GC_GRACE
 
     @property
     def store_path(self) -> Path:

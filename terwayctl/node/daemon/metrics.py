@@ -45,6 +45,9 @@ class Metrics:
         self._api_latency: dict[str, _Histogram] = defaultdict(_Histogram)
         self._cni: dict[tuple[str, str], int] = defaultdict(int)
         self._cni_latency: dict[str, _Histogram] = defaultdict(_Histogram)
+        self._gc_released: dict[str, int] = defaultdict(int)
+        self._gc_runs: dict[tuple[str, str], int] = defaultdict(int)
+        self._kube: dict[tuple[str, str], int] = defaultdict(int)
         self.gauges: Callable[[], Mapping[str, float]] = dict
 
     def api_call(self, action: str, seconds: float, error: str | None, calls: int = 1) -> None:
@@ -58,6 +61,17 @@ class Metrics:
         with self._lock:
             self._cni[(verb, "ok" if ok else "error")] += 1
             self._cni_latency[verb].observe(seconds)
+
+    def gc_run(self, source: str, result: str, released: int) -> None:
+        """One GC pass (source: cni or apiserver; result: ok, error or skipped) and what it released."""
+        with self._lock:
+            self._gc_runs[(source, result)] += 1
+            self._gc_released[source] += released
+
+    def kube_request(self, op: str, result: str) -> None:
+        """One read of the API server (op: pod, pods; result: ok, notfound, error)."""
+        with self._lock:
+            self._kube[(op, result)] += 1
 
     def api_calls(self, action: str) -> int:
         with self._lock:
@@ -93,6 +107,20 @@ class Metrics:
                 lines.append(f"terway_cloud_api_errors_total{_labels(action=action, code=code)} {count}")
             lines += _histogram("terway_cloud_api_seconds", "Cloud API call latency by action", "action",
                                 self._api_latency)
+            if self._gc_runs:
+                lines += ["# HELP terway_gc_runs_total GC passes by source (cni, apiserver) and result",
+                          "# TYPE terway_gc_runs_total counter"]
+                for (source, result), count in sorted(self._gc_runs.items()):
+                    lines.append(f"terway_gc_runs_total{_labels(source=source, result=result)} {count}")
+                lines += ["# HELP terway_gc_released_ips_total Allocations released by GC, by source",
+                          "# TYPE terway_gc_released_ips_total counter"]
+                for source, count in sorted(self._gc_released.items()):
+                    lines.append(f"terway_gc_released_ips_total{_labels(source=source)} {count}")
+            if self._kube:
+                lines += ["# HELP terway_kube_requests_total API server reads by operation and result",
+                          "# TYPE terway_kube_requests_total counter"]
+                for (op, result), count in sorted(self._kube.items()):
+                    lines.append(f"terway_kube_requests_total{_labels(op=op, result=result)} {count}")
         return "\n".join(lines) + "\n"
 
 

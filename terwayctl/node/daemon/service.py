@@ -5,6 +5,10 @@ ADD: one request per container at a time; a repeated ADD of the same container g
 committed to the store, then the datapath is set up; any failure undoes the steps done so far
 (ExitStack) and answers an error. DEL: tears the datapath down and gives the IP back, only for its
 owner; an unknown container is success. GC: releases every allocation not in valid-attachments.
+
+With an API server (`Cluster`): ADD reads the pod for its bandwidth annotations (a pod that cannot
+be read is no failure: the ADD goes on without them), and a background loop releases, with the
+same teardown as DEL, the allocations of pods gone from the API server (older than the grace period).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +34,15 @@ from terwayctl.cni.spec import (
 from terwayctl.core import bandwidth as bw
 from terwayctl.core.capacity import usable_enis
 from terwayctl.core.errors import InvalidInput, TerwayctlError
+from terwayctl.kube.errors import KubeError, KubeNotFound
 from terwayctl.node import netns
 from terwayctl.node.daemon.cloudapi import EniCloud
+from terwayctl.node.daemon.cluster import (
+    Cluster,
+    NodeUnknown,
+    bandwidth_annotations,
+    stale_allocations,
+)
 from terwayctl.node.daemon.config import DaemonConfig, PoolMode
 from terwayctl.node.daemon.metrics import Metrics
 from terwayctl.node.daemon.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
@@ -49,6 +60,8 @@ log = logging.getLogger("terwayctl.node.daemon")
 
 DATAPATH_FAILED = 100
 """CNI error code (plugin-specific range) for a datapath the kernel refused."""
+MAX_GC_RELEASES = 64
+"""at most this many allocations released per API-server GC pass (the rest waits for the next one)"""
 
 
 @dataclass(frozen=True)
@@ -84,10 +97,22 @@ class _KeyLocks:
 class Daemon:
     """The node daemon, without its transport (see server.py)."""
 
-    def __init__(self, config: DaemonConfig, cloud: EniCloud, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        cloud: EniCloud,
+        metrics: Metrics | None = None,
+        *,
+        cluster: Cluster | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
         self.cloud = cloud
+        self.cluster = cluster
+        self.clock = clock
+        self._gc_stop = threading.Event()
+        self._gc_thread: threading.Thread | None = None
         cloud.observe(self.metrics.api_call)
         self.store: Store | None = None
         self.pool: Pool | None = None
@@ -133,9 +158,35 @@ class Daemon:
             "daemon ready instance=%s mode=%s max_enis=%d ip_per_eni=%d enis=%d allocations=%d",
             config.identity.instance_id, config.mode, limits.max_enis, limits.ip_limit, len(enis), len(allocated),
         )
+        self._start_gc()
+
+    def _start_gc(self) -> None:
+        if self.cluster is None:
+            return
+        if not self.cluster.node_name:
+            log.warning("no --node-name (NODE_NAME): IPs of pods deleted from the API server are not collected")
+            return
+        self._gc_stop.clear()
+        self._gc_thread = threading.Thread(target=self._gc_loop, name="pod-gc", daemon=True)
+        self._gc_thread.start()
+        log.info("pod GC from the API server: node=%s every %gs, grace %gs", self.cluster.node_name,
+                 self.config.gc_period, self.config.gc_grace)
+
+    def _gc_loop(self) -> None:
+        """A pass at once (after reconciliation), then one every gc_period until stop()."""
+        while not self._gc_stop.is_set():
+            try:
+                self.gc_cluster()
+            except Exception:
+                log.exception("pod GC pass failed")
+            self._gc_stop.wait(self.config.gc_period)
 
     def stop(self) -> None:
         self.ready = False
+        self._gc_stop.set()
+        if self._gc_thread is not None:
+            self._gc_thread.join(timeout=30)
+            self._gc_thread = None
         if self.pool is not None:
             self.pool.stop()
             self.pool = None
@@ -241,9 +292,12 @@ class Daemon:
         )
 
     def _annotations(self, request: Request) -> dict[str, str]:
-        """Bandwidth annotations: CNI_ARGS keys named like the annotation, else the annotations file."""
+        """Bandwidth annotations: CNI_ARGS keys named like the annotation, else the pod in the API
+        server, else the annotations file (the lab has no API server)."""
         keys = (bw.K8S_INGRESS, bw.K8S_EGRESS, bw.ALIYUN_INGRESS, bw.ALIYUN_EGRESS)
         found = {k: v for k, v in request.cni_args.items() if k in keys}
+        if not found and self.cluster is not None and request.pod_name:
+            found = self._pod_annotations(self.cluster, request.pod_namespace or "default", request.pod_name)
         path = self.config.pod_annotations
         if not found and path is not None:
             with contextlib.suppress(OSError, ValueError):
@@ -252,6 +306,26 @@ class Daemon:
                 if isinstance(entry, dict):
                     found = {k: str(v) for k, v in entry.items() if k in keys}
         return found
+
+    def _pod_annotations(self, cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
+        """The pod's bandwidth annotations; {} (logged) when the pod cannot be read."""
+        try:
+            annotations = cluster.pod_annotations(namespace, name)
+        except KubeNotFound:
+            self.metrics.kube_request("pod", "notfound")
+            log.warning("pod %s/%s is not in the API server: no bandwidth annotations", namespace, name)
+            return {}
+        except KubeError as exc:
+            self.metrics.kube_request("pod", "error")
+            log.warning("cannot read pod %s/%s: %s: no bandwidth annotations", namespace, name, exc.message)
+            return {}
+        except Exception as exc:  # noqa: BLE001 - an unreadable pod must never fail its ADD
+            self.metrics.kube_request("pod", "error")
+            log.warning("cannot read pod %s/%s: %s: %s: no bandwidth annotations", namespace, name,
+                        type(exc).__name__, exc)
+            return {}
+        self.metrics.kube_request("pod", "ok")
+        return bandwidth_annotations(annotations)
 
     def _spec(self, ip: str, eni: Eni, pod: PodRequest, mode: DatapathMode) -> PodNetwork:
         network = ipaddress.IPv4Network(eni.record.cidr)
@@ -323,6 +397,19 @@ class Daemon:
         assert self.datapath is not None
         self.datapath.teardown_pod(pod_ns, owner.ifname or "eth0", spec)
 
+    def _release(self, record: IpRecord) -> bool:
+        """DEL's teardown and release of one allocation, for GC (the caller holds its container's lock)."""
+        assert self.store is not None and self.pool is not None and record.owner is not None
+        try:
+            self._teardown(record)
+        except (DatapathError, OSError) as exc:
+            log.warning("GC of %s (%s) failed: %s", record.owner.container_id[:12], record.ip, exc)
+            return False
+        if self.store.release(record.ip, record.owner.container_id):
+            self.pool.give_back(record.ip)
+            return True
+        return False
+
     def _del(self, request: Request, pool: Pool, store: Store) -> Reply:
         record = store.allocation_of(request.container_id, request.ifname)
         if record is None or record.owner is None:
@@ -354,16 +441,52 @@ class Daemon:
             if owner is None or (owner.container_id, owner.ifname) in valid:
                 continue
             with self._locks.hold(owner.container_id):
-                try:
-                    self._teardown(record)
-                except (DatapathError, OSError) as exc:
-                    log.warning("GC of %s failed: %s", owner.container_id, exc)
-                    continue
-                if self.store.release(record.ip, owner.container_id):
-                    self.pool.give_back(record.ip)
-                    released += 1
+                released += self._release(record)
         log.info("gc released=%d valid=%d", released, len(valid))
+        self.metrics.gc_run("cni", "ok", released)
         return Reply.success()
+
+    def gc_cluster(self) -> int:
+        """One pass of the API-server GC: release the allocations of pods gone from the API server
+        that are older than gc_grace (at most MAX_GC_RELEASES); the number released. A failed list
+        releases nothing."""
+        cluster, store = self.cluster, self.store
+        if cluster is None or store is None or self.pool is None or not self.ready:
+            return 0
+        cutoff = self.clock() - self.config.gc_grace  # taken before the list: a pod added meanwhile is younger
+        try:
+            pods = cluster.pods_on_node()
+        except NodeUnknown as exc:
+            self.metrics.gc_run("apiserver", "skipped", 0)
+            log.warning("pod GC skipped: %s (check --node-name)", exc)
+            return 0
+        except KubeError as exc:
+            self.metrics.kube_request("pods", "error")
+            self.metrics.gc_run("apiserver", "error", 0)
+            log.warning("pod GC skipped: cannot list the pods of node %s: %s", cluster.node_name, exc.message)
+            return 0
+        self.metrics.kube_request("pods", "ok")
+        stale = stale_allocations(store.allocations(), pods, cutoff)
+        released = 0
+        for record in stale[:MAX_GC_RELEASES]:
+            if self._gc_stop.is_set():
+                break
+            owner = record.owner
+            assert owner is not None
+            with self._locks.hold(owner.container_id):
+                current = store.allocation_of(owner.container_id, owner.ifname)
+                if current is None or current.ip != record.ip:
+                    continue  # DEL'd meanwhile
+                if self._release(record):
+                    released += 1
+                    log.info("pod GC released %s of %s/%s (container %s): the pod is gone from the API server",
+                             record.ip, owner.pod_namespace, owner.pod_name, owner.container_id[:12])
+        if len(stale) > MAX_GC_RELEASES:
+            log.info("pod GC: %d more stale allocation(s) left for the next pass", len(stale) - MAX_GC_RELEASES)
+        log.info("pod GC node=%s pods=%d allocations=%d released=%d", cluster.node_name, len(pods),
+                 len(store.allocations()), released)
+        self.metrics.gc_run("apiserver", "ok", released)
+        return released
 
     # --- status ----------------------------------------------------------------------------------
 
