@@ -16,13 +16,6 @@ from tests.fixtures.emulator import RunningEmulator
 Cli = Callable[..., CliResult]
 
 
-@pytest.fixture
-def keys(emulator: RunningEmulator, cloud_env: CloudEnv, monkeypatch: pytest.MonkeyPatch) -> RunningEmulator:
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", emulator.access_key_id)
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", emulator.access_key_secret)
-    return emulator
-
-
 def test_refresh_then_show(cli: Cli, keys: RunningEmulator, cloud_env: CloudEnv) -> None:
     result = cli("--endpoint", keys.url, "--region", keys.region, "catalog", "refresh")
     assert result.exit_code == 0, result.stderr

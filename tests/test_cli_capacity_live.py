@@ -6,20 +6,11 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import RunningEmulator
 
 Cli = Callable[..., CliResult]
-
-
-@pytest.fixture
-def keys(emulator: RunningEmulator, cloud_env: CloudEnv, monkeypatch: pytest.MonkeyPatch) -> RunningEmulator:
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", emulator.access_key_id)
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", emulator.access_key_secret)
-    return emulator
 
 
 def test_live_reads_describe_instance_types(cli: Cli, keys: RunningEmulator) -> None:

@@ -9,18 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import CliResult
-from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import RunningEmulator
 
 Cli = Callable[..., CliResult]
 EXISTING = ["192.168.0.0/19", "192.168.32.0/19", "192.168.64.0/19", "192.168.96.0/19"]
-
-
-@pytest.fixture
-def keys(emulator: RunningEmulator, cloud_env: CloudEnv, monkeypatch: pytest.MonkeyPatch) -> RunningEmulator:
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", emulator.access_key_id)
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", emulator.access_key_secret)
-    return emulator
 
 
 def live(keys: RunningEmulator, *args: str) -> tuple[str, ...]:

@@ -136,9 +136,6 @@ class Context:
             return False
         return True
 
-    def unavailable_reason(self, need: Need) -> str | None:
-        return self._failed.get(need)
-
     def cached(self, key: str, compute: Callable[[], T]) -> T:
         """A fact shared by several checks, computed once (a failure is kept and raised again)."""
         if key not in self.cache:

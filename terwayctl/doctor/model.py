@@ -77,15 +77,6 @@ def skip(reason: str, *evidence: str) -> Verdict:
     return Verdict(Status.SKIP, (reason, *evidence))
 
 
-def worst(statuses: Iterable[Status]) -> Status:
-    """fail > warn > ok; skip only when there is nothing else."""
-    found = set(statuses)
-    for status in (Status.FAIL, Status.WARN, Status.OK):
-        if status in found:
-            return status
-    return Status.SKIP if Status.SKIP in found else Status.OK
-
-
 @dataclass(frozen=True)
 class Check:
     """One declared check (STYLE.md §12)."""

@@ -111,10 +111,6 @@ class FaultInjector:
                 self._specs.pop(action, None)
                 self._calls.pop(action, None)
 
-    def reseed(self, seed: int | None) -> None:
-        with self._lock:
-            self._random = random.Random(seed)
-
     def specs(self) -> dict[str, FaultSpec]:
         with self._lock:
             return dict(self._specs)

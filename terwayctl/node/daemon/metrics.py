@@ -73,10 +73,6 @@ class Metrics:
         with self._lock:
             self._kube[(op, result)] += 1
 
-    def api_calls(self, action: str) -> int:
-        with self._lock:
-            return self._api_calls.get(action, 0)
-
     def render(self) -> str:
         lines: list[str] = []
         gauges = dict(self.gauges())

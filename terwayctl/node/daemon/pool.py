@@ -210,14 +210,6 @@ class Pool:
             self._wake.set()
         return ip, eni
 
-    def claim(self, ip: str) -> None:
-        """Mark an IP allocated (a repeated ADD, reconciliation)."""
-        with self.cond:
-            with contextlib.suppress(ValueError):
-                self.idle.remove(ip)
-            if ip in self.ip_eni:
-                self.allocated.add(ip)
-
     def give_back(self, ip: str) -> None:
         """An allocated IP is idle again (DEL, a failed ADD)."""
         with self.cond:

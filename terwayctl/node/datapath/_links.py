@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from terwayctl.node import netns
 from terwayctl.node.netlink import Message, Netlink, is_absent, is_exists
-from terwayctl.node.netns import Namespace
 
 
 def link_index(nl: Netlink, name: str) -> int | None:
@@ -86,7 +84,3 @@ def delete_link(nl: Netlink, name: str) -> bool:
 def conf_key(ifname: str, item: str) -> str:
     """The sysctl key of ``net.ipv4.conf.<ifname>.<item>`` (safe for names with dots)."""
     return f"net/ipv4/conf/{ifname}/{item}"
-
-
-def set_conf(ns: Namespace, ifname: str, item: str, value: str) -> None:
-    netns.write_sysctl(ns, conf_key(ifname, item), value)
