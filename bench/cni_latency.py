@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pod_burst import ZONE, lab
 
-from terwayctl.node import netns as nsmod
+from terwayctl.kernel import netns as nsmod
 
 BRIDGE = "/usr/lib/cni/bridge"
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from terwayctl.cni.install import install as install_plugin
 from terwayctl.emulator import Emulator, parse_scenario
-from terwayctl.node import netns as nsmod
-from terwayctl.node.daemon.client import DaemonUnavailable, ask_status
-from terwayctl.node.vpcsim import VpcRouter, prepare_router
+from terwayctl.kernel import netns as nsmod
+from terwayctl.lab.vpcsim import VpcRouter, prepare_router
+from terwayctl.node.client import DaemonUnavailable, ask_status
 
 PREFIX = "twbench-"
 ZONE = "cn-hangzhou-i"

@@ -19,19 +19,19 @@ import pytest
 from terwayctl.cli.context import GlobalOptions
 from terwayctl.cli.daemon import cluster_configured
 from terwayctl.core.errors import InvalidInput
+from terwayctl.kernel import netns as nsmod
+from terwayctl.kernel.datapath.model import host_veth_name
 from terwayctl.kube.client import KubeClient, connect, resource_path
 from terwayctl.kube.errors import KubeNotFound
-from terwayctl.node import netns as nsmod
-from terwayctl.node.daemon.cluster import (
+from terwayctl.node.cluster import (
     KubeCluster,
     NodeUnknown,
     PodRef,
     eni_conf_from_cluster,
     stale_allocations,
 )
-from terwayctl.node.daemon.metrics import parse_text
-from terwayctl.node.daemon.store import IpRecord, Owner
-from terwayctl.node.datapath.model import host_veth_name
+from terwayctl.node.metrics import parse_text
+from terwayctl.node.store import IpRecord, Owner
 from tests.fixtures.kube import RunningKubeApi
 from tests.fixtures.node import ENI_CONF, Lab, Node, Pod, cloud_environ, wait_for
 from tests.kubeapi.seed import configmap, node
@@ -235,7 +235,7 @@ def _links(ns: str) -> list[str]:
 
 
 def _veths(lab_node: Node) -> tuple[Any, ...]:
-    from terwayctl.node.datapath import inspect_node
+    from terwayctl.kernel.datapath import inspect_node
 
     return inspect_node(lab_node.ns).veths
 

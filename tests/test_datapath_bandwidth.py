@@ -10,8 +10,8 @@ import time
 import pytest
 
 from terwayctl.core.bandwidth import PodBandwidth
-from terwayctl.node import netns as nsmod
-from terwayctl.node.datapath import apply_bandwidth, setup_pod
+from terwayctl.kernel import netns as nsmod
+from terwayctl.kernel.datapath import apply_bandwidth, setup_pod
 from tests.fixtures.netns import GATEWAY, World
 from tests.test_datapath_veth import POD_A, spec_for
 

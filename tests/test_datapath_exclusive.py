@@ -6,8 +6,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from terwayctl.node import netns as nsmod
-from terwayctl.node.datapath import (
+from terwayctl.kernel import netns as nsmod
+from terwayctl.kernel.datapath import (
     DatapathError,
     DatapathMode,
     PodNetwork,

@@ -7,9 +7,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from terwayctl.node import netns as nsmod
-from terwayctl.node.datapath import DatapathMode, PodNetwork, ipvlan_supported, setup_pod, teardown_pod
-from terwayctl.node.datapath.ipvlan import kernel_version
+from terwayctl.kernel import netns as nsmod
+from terwayctl.kernel.datapath import DatapathMode, PodNetwork, ipvlan_supported, setup_pod, teardown_pod
+from terwayctl.kernel.datapath.ipvlan import kernel_version
 from tests.fixtures.netns import ENI, GATEWAY, PREFIX, World, ping
 from tests.test_datapath_veth import ip_json
 
@@ -43,7 +43,7 @@ def test_ipvlan_falls_back_to_veth_and_says_so(datapath_world: World, caplog: py
     spec = PodNetwork.for_pod(
         "default", "web", pod_ip="192.168.40.9", prefix=19, gateway=GATEWAY, eni_ifname=ENI, mode=DatapathMode.IPVLAN
     )
-    with caplog.at_level(logging.WARNING, logger="terwayctl.node.datapath"):
+    with caplog.at_level(logging.WARNING, logger="terwayctl.kernel.datapath"):
         att = setup_pod(w.node, pod, "eth0", spec)
     assert att.mode is DatapathMode.VETH and att.host_ifname == spec.host_ifname
     assert any("ipvlan is not supported" in r.getMessage() and "falling back to veth" in r.getMessage() for r in caplog.records)

@@ -10,8 +10,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from terwayctl.core.bandwidth import PodBandwidth
-from terwayctl.node import netns as nsmod
-from terwayctl.node.datapath import (
+from terwayctl.kernel import netns as nsmod
+from terwayctl.kernel.datapath import (
     DatapathError,
     DatapathMode,
     EniTable,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from terwayctl.doctor import DoctorOptions, Inputs, Report
-from terwayctl.node import netns as nsmod
+from terwayctl.kernel import netns as nsmod
 from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import RunningEmulator

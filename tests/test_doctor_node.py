@@ -24,7 +24,7 @@ from terwayctl.doctor.readers import (
     DatapathState,
     PublishedPort,
 )
-from terwayctl.node import netns as nsmod
+from terwayctl.kernel import netns as nsmod
 from tests.fixtures.doctor import FakeKube, FakeNode, RunOne
 from tests.fixtures.netns import NetnsFactory
 

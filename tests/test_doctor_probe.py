@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from terwayctl.doctor import DoctorOptions, Status, Target, real_inputs, run
-from terwayctl.node import netns as nsmod
+from terwayctl.kernel import netns as nsmod
 from tests.fixtures.doctor import FakeCloud, FakeNode, FakeProber, RunOne, instance, nat, snat_entry, vswitch
 from tests.fixtures.netns import NetnsFactory
 

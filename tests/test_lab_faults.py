@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
+from terwayctl.kernel import netns
 from terwayctl.lab import clear_faults, inject_fault, list_faults, list_pods, status
 from terwayctl.lab.network import nft_list
-from terwayctl.node import netns
 from tests.fixtures.lab import RunningLab
 
 

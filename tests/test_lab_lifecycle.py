@@ -44,7 +44,7 @@ def test_down_after_the_supervisor_was_killed(make_lab: Callable[..., RunningLab
 
 
 def test_down_finds_namespaces_without_a_lab_dir(lab_root: Path) -> None:
-    from terwayctl.node import netns
+    from terwayctl.kernel import netns
 
     name = "tcrash1"
     netns.create(f"twlab-{name}-node1")  # as a crash in the middle of `lab up` would leave it

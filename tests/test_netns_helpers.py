@@ -1,4 +1,4 @@
-"""terwayctl.node.netns: create/delete, entering and always restoring, running inside, sysctls."""
+"""terwayctl.kernel.netns: create/delete, entering and always restoring, running inside, sysctls."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from terwayctl.node import netns as nsmod
+from terwayctl.kernel import netns as nsmod
 from tests.fixtures.netns import PREFIX, NetnsFactory
 
 

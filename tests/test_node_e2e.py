@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
 from typing import Any
 
-from terwayctl.node import netns as nsmod
-from terwayctl.node.daemon.metrics import parse_text
-from terwayctl.node.datapath import inspect_node
+from terwayctl.kernel import netns as nsmod
+from terwayctl.kernel.datapath import inspect_node
+from terwayctl.node.metrics import parse_text
 from tests.fixtures.netns import ping
 from tests.fixtures.node import Lab, Node, Pod, cloud_environ, wait_for
 

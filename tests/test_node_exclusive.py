@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from terwayctl.node import netns as nsmod
-from terwayctl.node.daemon.config import PoolMode
+from terwayctl.kernel import netns as nsmod
+from terwayctl.node.config import PoolMode
 from tests.fixtures.netns import ping
 from tests.fixtures.node import ENI_CONF, Lab, wait_for
 

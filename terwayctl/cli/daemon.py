@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from terwayctl.kube.client import KubeClient
-    from terwayctl.node.daemon.config import DaemonConfig, NodeIdentity
+    from terwayctl.node.config import DaemonConfig, NodeIdentity
 
 app = typer.Typer(
     help="Run the Terway node daemon (IP pool, CNI socket), or ask a running one with 'status'.",
@@ -60,8 +60,8 @@ def daemon(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from terwayctl.node.daemon import logfmt
-    from terwayctl.node.daemon.config import parse_duration
+    from terwayctl.node import logfmt
+    from terwayctl.node.config import parse_duration
 
     logfmt.configure(log_format, log_level)
     options = global_options(ctx)
@@ -94,7 +94,7 @@ def connect_cluster(options: GlobalOptions, environ: Mapping[str, str]) -> KubeC
     from terwayctl.kube.client import connect
 
     kube = connect(options.kubeconfig, options.context, environ=environ, request_timeout=5.0)
-    logging.getLogger("terwayctl.node.daemon").info("API server %s", kube.server)
+    logging.getLogger("terwayctl.node").info("API server %s", kube.server)
     return kube
 
 
@@ -103,7 +103,7 @@ def _identity(
     instance_type: str | None,
 ) -> NodeIdentity:
     from terwayctl.cloud.metadata import MetadataService
-    from terwayctl.node.daemon.config import NodeIdentity
+    from terwayctl.node.config import NodeIdentity
 
     service = MetadataService.from_environ(os.environ)
 
@@ -127,7 +127,7 @@ def _identity(
 
 
 def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
-    from terwayctl.node.daemon.config import (
+    from terwayctl.node.config import (
         DaemonConfig,
         NodeIdentity,
         PoolMode,
@@ -144,7 +144,7 @@ def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
     if flags["config"] is not None:
         conf = load_eni_conf(flags["config"])
     elif kube is not None:
-        from terwayctl.node.daemon.cluster import eni_conf_from_cluster
+        from terwayctl.node.cluster import eni_conf_from_cluster
 
         conf = eni_conf_from_cluster(kube, options.namespace, flags["node_name"])
         origin = f"{options.namespace}/eni-config"
@@ -173,9 +173,9 @@ def _run(options: GlobalOptions, config: DaemonConfig, kube: KubeClient | None =
     import dataclasses
 
     from terwayctl.cloud.session import client_from_options
-    from terwayctl.node.daemon.cluster import KubeCluster
-    from terwayctl.node.daemon.server import Running
-    from terwayctl.node.daemon.service import Daemon
+    from terwayctl.node.cluster import KubeCluster
+    from terwayctl.node.server import Running
+    from terwayctl.node.service import Daemon
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -202,7 +202,7 @@ def status(
 ) -> None:
     """Ask the running daemon (over its socket) for its pool, ENIs and allocations; exit 1 when not ready."""
     socket_path = ctx.parent.params.get("socket_path", Path(DEFAULT_SOCKET)) if ctx.parent else Path(DEFAULT_SOCKET)
-    from terwayctl.node.daemon.client import DaemonUnavailable, ask_status
+    from terwayctl.node.client import DaemonUnavailable, ask_status
 
     doc = ask_status(Path(socket_path))
     if output is Output.json:

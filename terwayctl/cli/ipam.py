@@ -29,8 +29,8 @@ def check(
 ) -> None:
     """Compare store, kernel and cloud; print every mismatch and exit 1 when there is any."""
     from terwayctl.cloud.session import client_from_options
-    from terwayctl.node.daemon.check import check
-    from terwayctl.node.daemon.config import STORE_FILE, PoolMode
+    from terwayctl.node.check import check
+    from terwayctl.node.config import STORE_FILE, PoolMode
 
     try:
         pool_mode = PoolMode(mode)

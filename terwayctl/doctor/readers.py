@@ -130,7 +130,7 @@ class PublishedPort:
 
 @dataclass(frozen=True)
 class DatapathState:
-    """The pod datapath of the node namespace (from terwayctl.node.datapath.inspect_node)."""
+    """The pod datapath of the node namespace (from terwayctl.kernel.datapath.inspect_node)."""
 
     veths: Mapping[str, tuple[str, ...]]
     """host veth name -> pod IPs routed to it in the main table."""

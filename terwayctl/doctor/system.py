@@ -1,6 +1,6 @@
 """The real node reader and prober: sysctls, nft / iptables dumps, /proc, the datapath, the daemon.
 
-Everything that enters a namespace goes through `terwayctl.node.netns` (sysctls and sockets via
+Everything that enters a namespace goes through `terwayctl.kernel.netns` (sysctls and sockets via
 `run_in` / `socket_in`, commands via `netns.command`, i.e. ``ip netns exec``). The current namespace
 (netns None) is read directly, without setns, so an unprivileged user can run the checks that do
 not need root. Imported at run time only (see `doctor.sources._system`).
@@ -32,7 +32,7 @@ from terwayctl.doctor.readers import (
     PublishedPort,
     Target,
 )
-from terwayctl.node import netns as nsmod
+from terwayctl.kernel import netns as nsmod
 
 COMMAND_TIMEOUT = 10.0
 PROBE_PREFIX = "twdoctor-"
@@ -142,7 +142,7 @@ class SystemNode:
         return found
 
     def datapath(self) -> DatapathState:
-        from terwayctl.node.datapath import FROM_POD_PRIORITY, TO_POD_PRIORITY, inspect_node
+        from terwayctl.kernel.datapath import FROM_POD_PRIORITY, TO_POD_PRIORITY, inspect_node
 
         state = inspect_node(self.ns or "/proc/self/ns/net")
         return DatapathState(
@@ -167,7 +167,7 @@ class SystemNode:
         return _detailed_status(socket_path, timeout)
 
     def ipvlan_supported(self) -> bool:
-        from terwayctl.node.datapath import ipvlan_supported
+        from terwayctl.kernel.datapath import ipvlan_supported
 
         return bool(ipvlan_supported())
 
@@ -178,7 +178,7 @@ class SystemNode:
 def _detailed_status(socket_path: str, timeout: float) -> DaemonStatus:
     """The daemon's status document (``terwayctl daemon status``), when this daemon has one."""
     try:
-        from terwayctl.node.daemon.client import ask_status
+        from terwayctl.node.client import ask_status
     except ImportError:  # pragma: no cover - the daemon package is optional for doctor
         return DaemonStatus(ready=True)
     try:

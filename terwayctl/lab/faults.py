@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from terwayctl.core.errors import InvalidInput
+from terwayctl.kernel import netns
 from terwayctl.lab import network
 from terwayctl.lab.control import ask
 from terwayctl.lab.model import Topology
 from terwayctl.lab.state import FaultRecord, LabDir
-from terwayctl.node import netns
 
 DOCKER_BRIDGE = "docker0"
 DOCKER_GATEWAY = "172.17.0.1"

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from terwayctl.core.errors import InvalidInput, TerwayctlError
+from terwayctl.kernel import netns
 from terwayctl.lab import naming, network, procs
 from terwayctl.lab.control import SupervisorUnavailable, ask
 from terwayctl.lab.model import LabSpec, NodePlan, Topology, build_topology
 from terwayctl.lab.state import LabDir, cloud_env
-from terwayctl.node import netns
 
 Progress = Callable[[str], None]
 READY_TIMEOUT_S = 60.0
@@ -216,7 +216,7 @@ def _spawn_daemon(lab: LabDir, topology: Topology, node: NodePlan, url: str) -> 
 
 
 def _wait_daemon(lab: LabDir, node: NodePlan, pid: int) -> None:
-    from terwayctl.node.daemon.client import DaemonUnavailable, ask_status
+    from terwayctl.node.client import DaemonUnavailable, ask_status
 
     marker = daemon_marker(lab)
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -273,7 +273,7 @@ def down(name: str, progress: Progress = _quiet) -> DownReport:
 
 
 def status(name: str) -> LabStatus:
-    from terwayctl.node.daemon.client import DaemonUnavailable, ask_status
+    from terwayctl.node.client import DaemonUnavailable, ask_status
 
     lab = LabDir(name)
     topology = lab.topology()

@@ -1,11 +1,11 @@
 """The lab's namespaces and links: the VPC router, the "internet", the nodes' base set-up, and the
 router's NAT gateway in nftables. Everything happens inside the lab's own namespaces (netlink
-through `terwayctl.node.netns`, nft through ``ip netns exec``); the root namespace is never changed.
+through `terwayctl.kernel.netns`, nft through ``ip netns exec``); the root namespace is never changed.
 
     internet (twlab-<n>-inet)  203.0.113.10, .20, .254 on <n>-eth0
         |  203.0.113.0/24
     router (twlab-<n>-router)  <n>-wan: 203.0.113.1 (the NAT gateway's EIP)
-        |  vr<eni>: vSwitch gateway /32, <ip>/32 routes per ENI address (terwayctl.node.vpcsim)
+        |  vr<eni>: vSwitch gateway /32, <ip>/32 routes per ENI address (terwayctl.lab.vpcsim)
     node (twlab-<n>-nodeN)     eth0: primary ENI, eni<id>: pod ENIs, cali<hash>: pods
 """
 
@@ -17,10 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from terwayctl.core.errors import TerwayctlError
+from terwayctl.kernel import netns
 from terwayctl.lab import naming
 from terwayctl.lab.model import INTERNET_CIDR, INTERNET_GATEWAY, INTERNET_HOSTS, Topology
-from terwayctl.node import netns
-from terwayctl.node.vpcsim import node_ifname, prepare_router
+from terwayctl.lab.vpcsim import node_ifname, prepare_router
 
 NODE_IFNAME = "eth0"
 

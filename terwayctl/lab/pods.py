@@ -15,11 +15,11 @@ from typing import Any
 
 from terwayctl.core.bandwidth import parse_k8s_quantity_bits
 from terwayctl.core.errors import InvalidInput, NotFound
+from terwayctl.kernel import netns
 from terwayctl.lab import naming
 from terwayctl.lab.lifecycle import LabError
 from terwayctl.lab.model import Topology
 from terwayctl.lab.state import LabDir, PodRecord, cloud_env
-from terwayctl.node import netns
 
 BURST_BITS = 2**31 - 1  # what kubelet passes as the burst of the bandwidth capability
 CNI_TIMEOUT_S = 90.0

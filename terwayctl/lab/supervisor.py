@@ -34,12 +34,12 @@ from typing import Any
 from terwayctl.core.errors import InvalidInput, TerwayctlError
 from terwayctl.emulator import ECS_VERSION, VPC_VERSION, Emulator, EniInfo, parse_scenario
 from terwayctl.emulator.signing import signed_params
+from terwayctl.kernel import netns
 from terwayctl.lab import network
 from terwayctl.lab.control import ControlServer
 from terwayctl.lab.model import ACCESS_KEY_ID, ACCESS_KEY_SECRET, WEB_HOST, WEB_PORT, Topology
 from terwayctl.lab.state import LabDir
-from terwayctl.node import netns
-from terwayctl.node.vpcsim import VpcRouter
+from terwayctl.lab.vpcsim import VpcRouter
 
 log = logging.getLogger("terwayctl.lab.supervisor")
 SNAT_POLL_S = 0.2

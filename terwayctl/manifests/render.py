@@ -1,6 +1,6 @@
 """Render the install manifests: packaged jinja2 templates in, plain Kubernetes objects out.
 
-No I/O besides reading the packaged templates (`terwayctl/templates/`). The output is
+No I/O besides reading the packaged templates (the top-level `templates/` folder, shipped as `terwayctl.templates`). The output is
 deterministic: the same Values give the same objects and the same YAML bytes.
 """
 
@@ -124,7 +124,7 @@ def _environment() -> jinja2.Environment:
     import jinja2
 
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("terwayctl", "templates"),
+        loader=jinja2.PackageLoader("terwayctl.templates", ""),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

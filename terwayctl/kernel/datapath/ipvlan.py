@@ -16,19 +16,19 @@ import platform
 import re
 import secrets
 
-from terwayctl.node import netns
-from terwayctl.node.datapath._links import (
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath._links import (
     delete_link,
     link_index,
     link_kind,
     link_msg,
     set_up,
 )
-from terwayctl.node.datapath._podside import configure_pod_link
-from terwayctl.node.datapath.conn import NodeConn
-from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
-from terwayctl.node.netlink import Netlink, NetlinkError
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel.datapath._podside import configure_pod_link
+from terwayctl.kernel.datapath.conn import NodeConn
+from terwayctl.kernel.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
+from terwayctl.kernel.netlink import Netlink, NetlinkError
+from terwayctl.kernel.netns import Namespace
 
 log = logging.getLogger(__name__)
 

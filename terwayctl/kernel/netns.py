@@ -36,7 +36,7 @@ from typing import TypeVar
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2 import netns as _pyroute2_netns
 
-from terwayctl.node.netlink import Netlink
+from terwayctl.kernel.netlink import Netlink
 
 NETNS_RUN_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from ipaddress import IPv4Address
 
-from terwayctl.node import netns
-from terwayctl.node.datapath._links import link_kind, link_mac, link_name
-from terwayctl.node.datapath.model import (
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath._links import link_kind, link_mac, link_name
+from terwayctl.kernel.datapath.model import (
     ENI_TABLE_BASE,
     FROM_POD_PRIORITY,
     HOST_VETH_PREFIX,
@@ -17,8 +17,8 @@ from terwayctl.node.datapath.model import (
     PodVeth,
     PolicyRule,
 )
-from terwayctl.node.netlink import AF_INET, RT_TABLE_MAIN
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel.netlink import AF_INET, RT_TABLE_MAIN
+from terwayctl.kernel.netns import Namespace
 
 
 def _ip(value: object) -> IPv4Address | None:

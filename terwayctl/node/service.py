@@ -34,29 +34,29 @@ from terwayctl.cni.spec import (
 from terwayctl.core import bandwidth as bw
 from terwayctl.core.capacity import usable_enis
 from terwayctl.core.errors import InvalidInput, TerwayctlError
-from terwayctl.kube.errors import KubeError, KubeNotFound
-from terwayctl.node import netns
-from terwayctl.node.daemon.cloudapi import EniCloud
-from terwayctl.node.daemon.cluster import (
-    Cluster,
-    NodeUnknown,
-    bandwidth_annotations,
-    stale_allocations,
-)
-from terwayctl.node.daemon.config import DaemonConfig, PoolMode
-from terwayctl.node.daemon.metrics import Metrics
-from terwayctl.node.daemon.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
-from terwayctl.node.daemon.reconcile import Repairs, reconcile, spec_for_teardown
-from terwayctl.node.daemon.store import Conflict, IpRecord, Owner, Store
-from terwayctl.node.datapath import (
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath import (
     POD_GATEWAY,
     Datapath,
     DatapathError,
     DatapathMode,
     PodNetwork,
 )
+from terwayctl.kube.errors import KubeError, KubeNotFound
+from terwayctl.node.cloudapi import EniCloud
+from terwayctl.node.cluster import (
+    Cluster,
+    NodeUnknown,
+    bandwidth_annotations,
+    stale_allocations,
+)
+from terwayctl.node.config import DaemonConfig, PoolMode
+from terwayctl.node.metrics import Metrics
+from terwayctl.node.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
+from terwayctl.node.reconcile import Repairs, reconcile, spec_for_teardown
+from terwayctl.node.store import Conflict, IpRecord, Owner, Store
 
-log = logging.getLogger("terwayctl.node.daemon")
+log = logging.getLogger("terwayctl.node")
 
 DATAPATH_FAILED = 100
 """CNI error code (plugin-specific range) for a datapath the kernel refused."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import subprocess
 
 from terwayctl.core.bandwidth import PodBandwidth, tbf_parameters
-from terwayctl.node import netns
-from terwayctl.node.datapath._links import link_index
-from terwayctl.node.datapath.model import DatapathError
-from terwayctl.node.netlink import Netlink, errcode, is_absent
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath._links import link_index
+from terwayctl.kernel.datapath.model import DatapathError
+from terwayctl.kernel.netlink import Netlink, errcode, is_absent
+from terwayctl.kernel.netns import Namespace
 
 TC_H_ROOT = 0xFFFFFFFF
 _RATE32_LIMIT = 2**32

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 
-from terwayctl.node import netns
-from terwayctl.node.datapath._links import link_index, set_up
-from terwayctl.node.datapath._podside import configure_pod_link
-from terwayctl.node.datapath.conn import NodeConn
-from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
-from terwayctl.node.netlink import Netlink
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath._links import link_index, set_up
+from terwayctl.kernel.datapath._podside import configure_pod_link
+from terwayctl.kernel.datapath.conn import NodeConn
+from terwayctl.kernel.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
+from terwayctl.kernel.netlink import Netlink
+from terwayctl.kernel.netns import Namespace
 
 
 def move_back(node: Namespace, pod: Namespace, ifname: str, eni_ifname: str) -> None:

@@ -1,17 +1,17 @@
 """The node datapath: pods attached to ENIs through veth pairs and policy routing (default),
 ipvlan L2 (where the kernel has it) or an exclusive ENI, plus tc tbf bandwidth.
 
-All netlink work goes through sockets created inside a namespace (`terwayctl.node.netns`):
-pyroute2 objects for changes, raw dumps for reads; only `terwayctl.node.netns` enters a namespace
+All netlink work goes through sockets created inside a namespace (`terwayctl.kernel.netns`):
+pyroute2 objects for changes, raw dumps for reads; only `terwayctl.kernel.netns` enters a namespace
 (briefly, in the calling thread, to create a socket or write sysctls).
 """
 
 from __future__ import annotations
 
-from terwayctl.node.datapath.api import Datapath, effective_mode, setup_pod, teardown_pod
-from terwayctl.node.datapath.inspect import inspect_node
-from terwayctl.node.datapath.ipvlan import ipvlan_supported
-from terwayctl.node.datapath.model import (
+from terwayctl.kernel.datapath.api import Datapath, effective_mode, setup_pod, teardown_pod
+from terwayctl.kernel.datapath.inspect import inspect_node
+from terwayctl.kernel.datapath.ipvlan import ipvlan_supported
+from terwayctl.kernel.datapath.model import (
     ENI_TABLE_BASE,
     FROM_POD_PRIORITY,
     POD_GATEWAY,
@@ -27,8 +27,8 @@ from terwayctl.node.datapath.model import (
     eni_table_id,
     host_veth_name,
 )
-from terwayctl.node.datapath.policy import ensure_eni_table
-from terwayctl.node.datapath.tc import apply_bandwidth
+from terwayctl.kernel.datapath.policy import ensure_eni_table
+from terwayctl.kernel.datapath.tc import apply_bandwidth
 
 __all__ = [
     "ENI_TABLE_BASE",

@@ -18,9 +18,9 @@ from __future__ import annotations
 import contextlib
 from ipaddress import IPv4Address
 
-from terwayctl.node import netns
-from terwayctl.node.datapath import policy, tc
-from terwayctl.node.datapath._links import (
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath import policy, tc
+from terwayctl.kernel.datapath._links import (
     conf_key,
     delete_link,
     ensure_address,
@@ -30,8 +30,8 @@ from terwayctl.node.datapath._links import (
     link_mac,
     set_up,
 )
-from terwayctl.node.datapath.conn import NodeConn
-from terwayctl.node.datapath.model import (
+from terwayctl.kernel.datapath.conn import NodeConn
+from terwayctl.kernel.datapath.model import (
     POD_GATEWAY,
     DatapathError,
     DatapathMode,
@@ -39,8 +39,8 @@ from terwayctl.node.datapath.model import (
     PodNetwork,
     eni_table_id,
 )
-from terwayctl.node.netlink import NUD_PERMANENT, RTNH_F_ONLINK, Message, Netlink
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel.netlink import NUD_PERMANENT, RTNH_F_ONLINK, Message, Netlink
+from terwayctl.kernel.netns import Namespace
 
 
 def _is_pair(host: Message, pod: Message) -> bool:

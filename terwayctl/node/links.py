@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
-from terwayctl.node import netns
-from terwayctl.node.datapath import DatapathError, ensure_eni_table
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath import DatapathError, ensure_eni_table
+from terwayctl.kernel.netns import Namespace
 
 
 def links_by_mac(node_ns: Namespace) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from terwayctl.node.netlink import Message, Netlink, is_absent, is_exists
+from terwayctl.kernel.netlink import Message, Netlink, is_absent, is_exists
 
 
 def link_index(nl: Netlink, name: str) -> int | None:

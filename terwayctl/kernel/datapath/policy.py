@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 
-from terwayctl.node.datapath._links import conf_key, link_index, link_msg, link_name
-from terwayctl.node.datapath.conn import NodeConn
-from terwayctl.node.datapath.model import (
+from terwayctl.kernel.datapath._links import conf_key, link_index, link_msg, link_name
+from terwayctl.kernel.datapath.conn import NodeConn
+from terwayctl.kernel.datapath.model import (
     FROM_POD_PRIORITY,
     TO_POD_PRIORITY,
     DatapathError,
     eni_table_id,
 )
-from terwayctl.node.netlink import (
+from terwayctl.kernel.netlink import (
     AF_INET,
     FRA_DST,
     FRA_PRIORITY,
@@ -28,7 +28,7 @@ from terwayctl.node.netlink import (
     RawEntry,
     is_absent,
 )
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel.netns import Namespace
 
 DEFAULT_DST = "0.0.0.0/0"
 

@@ -31,12 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from terwayctl.cloud.models import NetworkInterface
-from terwayctl.node.daemon.cloudapi import EniCloud, error_code
-from terwayctl.node.daemon.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
-from terwayctl.node.daemon.links import prepare_eni, wait_for_link
-from terwayctl.node.daemon.store import EniRecord, Store
+from terwayctl.node.cloudapi import EniCloud, error_code
+from terwayctl.node.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
+from terwayctl.node.links import prepare_eni, wait_for_link
+from terwayctl.node.store import EniRecord, Store
 
-log = logging.getLogger("terwayctl.node.daemon.pool")
+log = logging.getLogger("terwayctl.node.pool")
 
 MAX_IPS_PER_CALL = 10
 VSWITCH_BACKOFF = 60.0

@@ -33,9 +33,9 @@ from terwayctl.cni.protocol import (
     send_frame,
 )
 from terwayctl.core.errors import InvalidInput
-from terwayctl.node.daemon.service import Daemon
+from terwayctl.node.service import Daemon
 
-log = logging.getLogger("terwayctl.node.daemon.server")
+log = logging.getLogger("terwayctl.node.server")
 
 CONNECTION_TIMEOUT = 60.0
 

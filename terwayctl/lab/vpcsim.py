@@ -32,11 +32,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from terwayctl.emulator.hooks import EniInfo
-from terwayctl.node import netns
-from terwayctl.node.netlink import NUD_PERMANENT, RT_SCOPE_LINK, RT_TABLE_MAIN, Netlink, is_absent
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel import netns
+from terwayctl.kernel.netlink import NUD_PERMANENT, RT_SCOPE_LINK, RT_TABLE_MAIN, Netlink, is_absent
+from terwayctl.kernel.netns import Namespace
 
-log = logging.getLogger("terwayctl.node.vpcsim")
+log = logging.getLogger("terwayctl.lab.vpcsim")
 
 NODE_PREFIX = "eni"
 ROUTER_PREFIX = "vr"

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from terwayctl.core.errors import NotFound
-from terwayctl.node import netns
-from terwayctl.node.daemon.cloudapi import EniCloud
-from terwayctl.node.daemon.config import PoolMode
-from terwayctl.node.daemon.reconcile import attached_enis, pod_ips_of
-from terwayctl.node.daemon.store import Store
-from terwayctl.node.datapath import DatapathMode, inspect_node
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath import DatapathMode, inspect_node
+from terwayctl.node.cloudapi import EniCloud
+from terwayctl.node.config import PoolMode
+from terwayctl.node.reconcile import attached_enis, pod_ips_of
+from terwayctl.node.store import Store
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ egress shaped on the pod side (there is no host veth to shape ingress on).
 
 from __future__ import annotations
 
-from terwayctl.node.datapath import policy, tc
-from terwayctl.node.datapath._links import ensure_address, link_mac, link_msg, set_up
-from terwayctl.node.datapath.model import DatapathMode, PodAttachment, PodNetwork
-from terwayctl.node.netlink import RTNH_F_ONLINK, Netlink
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel.datapath import policy, tc
+from terwayctl.kernel.datapath._links import ensure_address, link_mac, link_msg, set_up
+from terwayctl.kernel.datapath.model import DatapathMode, PodAttachment, PodNetwork
+from terwayctl.kernel.netlink import RTNH_F_ONLINK, Netlink
+from terwayctl.kernel.netns import Namespace
 
 
 def configure_pod_link(

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from terwayctl.cloud.models import NetworkInterface
-from terwayctl.node import netns
-from terwayctl.node.daemon.cloudapi import EniCloud
-from terwayctl.node.daemon.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
-from terwayctl.node.daemon.links import links_by_mac, prepare_eni, wait_for_link
-from terwayctl.node.daemon.pool import Eni, VSwitchInfo
-from terwayctl.node.daemon.store import EniRecord, IpRecord, Store
-from terwayctl.node.datapath import DatapathMode, PodNetwork, inspect_node, teardown_pod
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath import DatapathMode, PodNetwork, inspect_node, teardown_pod
+from terwayctl.node.cloudapi import EniCloud
+from terwayctl.node.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
+from terwayctl.node.links import links_by_mac, prepare_eni, wait_for_link
+from terwayctl.node.pool import Eni, VSwitchInfo
+from terwayctl.node.store import EniRecord, IpRecord, Store
 
-log = logging.getLogger("terwayctl.node.daemon.reconcile")
+log = logging.getLogger("terwayctl.node.reconcile")
 
 
 @dataclass

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from terwayctl.node import netns
-from terwayctl.node.datapath import exclusive, ipvlan, veth
-from terwayctl.node.datapath.conn import NodeConn
-from terwayctl.node.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel import netns
+from terwayctl.kernel.datapath import exclusive, ipvlan, veth
+from terwayctl.kernel.datapath.conn import NodeConn
+from terwayctl.kernel.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
+from terwayctl.kernel.netns import Namespace
 
-log = logging.getLogger("terwayctl.node.datapath")
+log = logging.getLogger("terwayctl.kernel.datapath")
 T = TypeVar("T")
 
 

@@ -23,7 +23,7 @@ from terwayctl.core.errors import InvalidInput
 from terwayctl.kube.api import ObjectReader
 from terwayctl.kube.errors import KubeNotFound
 from terwayctl.kube.reads import LABEL_TERWAY_CONFIG, read_configmap
-from terwayctl.node.daemon.store import IpRecord
+from terwayctl.node.store import IpRecord
 
 BANDWIDTH_ANNOTATIONS = (bw.K8S_INGRESS, bw.K8S_EGRESS, bw.ALIYUN_INGRESS, bw.ALIYUN_EGRESS)
 ENI_CONF_KEY = "eni_conf"

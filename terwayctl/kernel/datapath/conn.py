@@ -1,7 +1,7 @@
 """`NodeConn`: the netlink handles of one node namespace, opened once and reused.
 
 A pyroute2 ``IPRoute`` makes the changes; a plain netlink socket reads the rule and route dumps
-(`terwayctl.node.netlink.dump`, cheap even with hundreds of pods). Both sockets are created
+(`terwayctl.kernel.netlink.dump`, cheap even with hundreds of pods). Both sockets are created
 inside the namespace without forking (`netns.netlink_socket`). pyroute2 binds an IPRoute to the
 thread that uses it, so a NodeConn is used from one thread only: `setup_pod` and `teardown_pod`
 open one per call; the daemon's `Datapath` keeps one on its own worker thread.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from terwayctl.node import netns
-from terwayctl.node.netlink import RTM_GETROUTE, RTM_GETRULE, Netlink, RawEntry, dump
-from terwayctl.node.netns import Namespace
+from terwayctl.kernel import netns
+from terwayctl.kernel.netlink import RTM_GETROUTE, RTM_GETRULE, Netlink, RawEntry, dump
+from terwayctl.kernel.netns import Namespace
 
 DUMP_TIMEOUT = 10.0
 
