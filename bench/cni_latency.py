@@ -1,5 +1,6 @@
 """CNI ADD and DEL latency of terway (warm pool) against the reference bridge + host-local plugins,
-side by side in one run, inside namespaces created here (DESIGN.md §5: within 1.5x).
+side by side in one run, inside namespaces created here (budget: within 1.5x, docs/benchmarks.md).
+terway runs as kubelet runs it on a node: the static shim, forwarding to the daemon.
 
 Both plugins are executed the same way: `ip netns exec <node-ns> <plugin>` with the same CNI
 variables (the bridge plugin must run inside the node namespace so that it never touches the root

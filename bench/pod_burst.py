@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from terwayctl.cni.install import install as install_plugin
+from terwayctl.cni.shim import ensure_built
 from terwayctl.emulator import Emulator, parse_scenario
 from terwayctl.kernel import netns as nsmod
 from terwayctl.lab.vpcsim import VpcRouter, prepare_router
@@ -125,7 +126,8 @@ def lab(latency_ms: float = 0.0) -> Iterator[Lab]:
         raise SystemExit("needs root (network namespaces)")
     with tempfile.TemporaryDirectory(prefix="twbench-") as tmp:
         work = Path(tmp)
-        install_plugin(work / "bin")  # what `terwayctl cni install --bin-dir` does on a node
+        # What `terwayctl cni install --shim` does on a node: the static shim kubelet execs.
+        install_plugin(work / "bin", shim=ensure_built())
         created: list[str] = []
         router, node = PREFIX + secrets.token_hex(4), PREFIX + secrets.token_hex(4)
         for name in (router, node):

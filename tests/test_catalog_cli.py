@@ -21,7 +21,7 @@ def test_refresh_then_show(cli: Cli, keys: RunningEmulator, cloud_env: CloudEnv)
     assert result.exit_code == 0, result.stderr
     cache = cloud_env.cache / "terwayctl" / "instance-types-cn-hangzhou.csv"
     assert result.stdout == (
-        f"fetched 941 instance types in cn-hangzhou from {keys.url}\n"
+        f"fetched 1468 instance types in cn-hangzhou from {keys.url}\n"
         f"wrote {cache}\n"
     )
     assert cache.read_text().startswith("instance_type,family,vcpu,memory_gib,eni_quantity,")
@@ -30,14 +30,14 @@ def test_refresh_then_show(cli: Cli, keys: RunningEmulator, cloud_env: CloudEnv)
     shown = cli("--region", "cn-hangzhou", "catalog", "show")
     assert shown.exit_code == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert lines[0].startswith("capacity uses: cache cn-hangzhou 20") and lines[0].endswith("(941 instance types)")
+    assert lines[0].startswith("capacity uses: cache cn-hangzhou 20") and lines[0].endswith("(1468 instance types)")
     assert lines[1].split() == ["ACTIVE", "SOURCE", "REGION", "ROWS", "FETCHED", "AGE", "PATH"]
-    assert lines[2].split()[:4] == ["*", "cache", "cn-hangzhou", "941"]
-    assert lines[3].split()[:3] == ["embedded", "-", "941"]
+    assert lines[2].split()[:4] == ["*", "cache", "cn-hangzhou", "1468"]
+    assert lines[3].split()[:3] == ["embedded", "-", "1468"]
 
     rows = json.loads(cli("--region", "cn-hangzhou", "catalog", "show", "-o", "json").stdout)
     assert [(r["kind"], r["active"], r["region"], r["rows"]) for r in rows] == [
-        ("cache", True, "cn-hangzhou", 941), ("embedded", False, None, 941)]
+        ("cache", True, "cn-hangzhou", 1468), ("embedded", False, None, 1468)]
     assert rows[0]["age_seconds"] < 60 and rows[0]["path"] == str(cache)
     assert yaml.safe_load(cli("--region", "cn-hangzhou", "catalog", "show", "-o", "yaml").stdout) == rows
 
@@ -45,7 +45,7 @@ def test_refresh_then_show(cli: Cli, keys: RunningEmulator, cloud_env: CloudEnv)
 def test_show_without_cache_or_region(cli: Cli, cloud_env: CloudEnv) -> None:
     result = cli("catalog", "show")
     assert result.exit_code == 0
-    assert result.stdout.startswith("capacity uses: embedded catalog 2026-11 (941 instance types)\n")
+    assert result.stdout.startswith("capacity uses: embedded catalog 2026-11 (1468 instance types)\n")
     assert "no region given" in result.stdout
     other = cli("--region", "cn-beijing", "catalog", "show")
     assert "no cache for cn-beijing: run 'terwayctl --region cn-beijing catalog refresh'" in other.stdout
@@ -56,7 +56,7 @@ def test_refresh_to_a_file(cli: Cli, keys: RunningEmulator, cloud_env: CloudEnv,
     result = cli("--endpoint", keys.url, "--region", keys.region, "catalog", "refresh", "-o", str(target))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.endswith(f"wrote {target}\n")
-    assert len(target.read_text().splitlines()) == 942
+    assert len(target.read_text().splitlines()) == 1469
     assert not (cloud_env.cache / "terwayctl").exists()
 
 
@@ -68,7 +68,7 @@ def test_refresh_with_region_from_the_profile(cli: Cli, emulator: RunningEmulato
     monkeypatch.setenv("TERWAYCTL_ENDPOINT", emulator.url)
     result = cli("catalog", "refresh")
     assert result.exit_code == 0, result.stderr
-    assert "fetched 941 instance types in cn-hangzhou" in result.stdout
+    assert "fetched 1468 instance types in cn-hangzhou" in result.stdout
 
 
 def test_refresh_without_credentials(cli: Cli, emulator: RunningEmulator, cloud_env: CloudEnv) -> None:

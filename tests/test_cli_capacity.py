@@ -19,7 +19,7 @@ def test_table_shows_the_figures(cli) -> None:  # type: ignore[no-untyped-def]
         "TYPE", "vCPU", "MEM-GiB", "ENIs", "IPv4/ENI", "IPv6/ENI", "SHARED", "EXCLUSIVE", "TRUNK", "DUAL-STACK", "MAX-PODS",
     ]
     assert lines[1].split() == ["ecs.g6.xlarge", "4", "16", "3", "10", "1", "20", "2*", "?", "no", "22"]
-    assert lines[2].split() == ["ecs.g7.4xlarge", "16", "64", "8", "30", "?", "210", "7", "?", "?", "212"]
+    assert lines[2].split() == ["ecs.g7.4xlarge", "16", "64", "8", "30", "30", "210", "7", "?", "yes", "212"]
     assert "source: embedded catalog 2026-11" in result.stdout
 
 
@@ -43,7 +43,9 @@ def test_yaml_and_csv(cli) -> None:  # type: ignore[no-untyped-def]
     assert {r["family"] for r in rows} == {"ecs.g7"}
     g7_4x = next(r for r in rows if r["name"] == "ecs.g7.4xlarge")
     assert g7_4x["shared_eni_pods"] == "210"
-    assert g7_4x["ipv6_per_eni"] == ""
+    assert g7_4x["ipv6_per_eni"] == "30"
+    assert g7_4x["trunk_pods"] == ""  # EniTotalQuantity unknown: empty, never guessed
+    assert g7_4x["catalog_date"] == "2026-11"
 
 
 def test_glob_min_pods_mode_and_sort(cli) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +89,8 @@ def test_explain(cli) -> None:  # type: ignore[no-untyped-def]
 
 def test_whole_catalog(cli) -> None:  # type: ignore[no-untyped-def]
     rows = json.loads(cli("capacity", "-o", "json").stdout)
-    assert len(rows) == 941
+    assert len(rows) == 1468
+    assert {r["catalog_date"] for r in rows} == {"2026-11"}
 
 
 @pytest.mark.parametrize(

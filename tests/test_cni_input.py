@@ -1,19 +1,43 @@
-"""The plugin's input validation (CNI spec 1.1.0): every bad input is one CNI error object, exit 1.
+"""Input validation of the CNI semantics (spec 1.1.0): every bad input is one CNI error object, exit 1.
 
-No daemon runs here: each case fails before the plugin would connect, so code 11 would mean the
-validation let it through.
+The semantics run in the daemon (`cni.main.run`, behind the static shim). Here they run in-process
+with a service that answers every request with code 11, so code 11 means the validation let the
+input through. The real-process tests run the Python twin of the shim against a test daemon.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from terwayctl.cni import main as cni_main
+from terwayctl.cni import protocol
 from terwayctl.cni.spec import SUPPORTED_VERSIONS
-from tests.cni_support.runtime import assert_error, cni_env, netconf, run_in_process, run_plugin
+from tests.cni_support.daemon import TestDaemon
+from tests.cni_support.runtime import Outcome, assert_error, cni_env, netconf, run_plugin
+
+
+def _no_service(request: protocol.Request) -> protocol.Reply:
+    return protocol.Reply.failure(11, "no daemon service in this test")
+
+
+def run_in_process(env: Mapping[str, str], stdin: bytes | str) -> Outcome:
+    """The daemon-side semantics, as the daemon's server runs them for a forwarded invocation."""
+    text = stdin.decode(errors="replace") if isinstance(stdin, bytes) else stdin
+    outcome = cni_main.run(env, text, _no_service)
+    return Outcome(outcome.exit, outcome.stdout, outcome.stderr)
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Path]:
+    """A test daemon that runs the semantics; bad input must never reach its service."""
+    with TestDaemon(tmp_path / "backend.sock") as daemon:
+        yield daemon.socket_path
+    assert daemon.requests == []
 
 
 @pytest.fixture
@@ -55,8 +79,8 @@ def test_bad_json_is_decode_failure(netns: str, no_daemon: Path, stdin: bytes) -
     assert_error(run_in_process(add(netns, no_daemon), stdin), 6)
 
 
-def test_bad_json_in_a_real_process_has_no_traceback(netns: str, no_daemon: Path) -> None:
-    outcome = run_plugin(add(netns, no_daemon), b"{not json")
+def test_bad_json_in_a_real_process_has_no_traceback(netns: str, backend: Path) -> None:
+    outcome = run_plugin(add(netns, backend), b"{not json")
     assert_error(outcome, 6)
     assert outcome.stderr == ""
 
@@ -86,8 +110,8 @@ def test_empty_variable_counts_as_missing(netns: str, no_daemon: Path, variable:
     assert_error(run_in_process(add(netns, no_daemon, **{variable: ""}), json.dumps(netconf())), 4)
 
 
-def test_missing_variable_in_a_real_process(netns: str, no_daemon: Path) -> None:
-    env = add(netns, no_daemon)
+def test_missing_variable_in_a_real_process(netns: str, backend: Path) -> None:
+    env = add(netns, backend)
     del env["CNI_IFNAME"]
     outcome = run_plugin(env, json.dumps(netconf()))
     assert "CNI_IFNAME" in assert_error(outcome, 4)["msg"]
@@ -268,8 +292,9 @@ def test_version_with_bad_json() -> None:
     assert_error(run_in_process({"CNI_COMMAND": "VERSION"}, "{"), 6)
 
 
-def test_version_in_a_real_process() -> None:
-    outcome = run_plugin({"CNI_COMMAND": "VERSION", "CNI_PATH": "/opt/cni/bin"}, '{"cniVersion": "0.4.0"}')
+def test_version_in_a_real_process(backend: Path) -> None:
+    env = {"CNI_COMMAND": "VERSION", "CNI_PATH": "/opt/cni/bin", "TERWAY_DAEMON_SOCKET": str(backend)}
+    outcome = run_plugin(env, '{"cniVersion": "0.4.0"}')
     assert outcome.exit_code == 0, outcome
     assert outcome.json["cniVersion"] == "0.4.0"
     assert outcome.json["supportedVersions"][-1] == "1.1.0"

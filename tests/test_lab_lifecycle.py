@@ -106,7 +106,7 @@ def test_topology_is_pure_and_round_trips() -> None:
 
     topo = build_topology(LabSpec(name="x", nodes=3, zones=("cn-hangzhou-i", "cn-hangzhou-j"), snat=False))
     assert [n.zone for n in topo.nodes] == ["cn-hangzhou-i", "cn-hangzhou-j", "cn-hangzhou-i"]
-    assert {v.id: v.snat for v in topo.vswitches} == {"vsw-x-node-i": True, "vsw-x-pod-i": False,
-                                                      "vsw-x-node-j": True, "vsw-x-pod-j": False}
+    assert {v.id: v.snat for v in topo.vswitches} == {"vsw-xnodei": True, "vsw-xpodi": False,
+                                                      "vsw-xnodej": True, "vsw-xpodj": False}
     assert Topology.from_json(topo.to_json()) == topo
-    assert topo.node_eni_conf(topo.nodes[1])["vswitches"] == {"cn-hangzhou-j": ["vsw-x-pod-j"]}
+    assert topo.node_eni_conf(topo.nodes[1])["vswitches"] == {"cn-hangzhou-j": ["vsw-xpodj"]}

@@ -15,12 +15,11 @@ FULL = [
     *BASE,
     "mode=eni",
     "region_id=cn-hangzhou",
-    "ip_stack=dual",
-    "service_cidr=172.21.0.0/20,fd00:172:21::/112",
+    "ip_stack=ipv4",
+    "service_cidr=172.21.0.0/20",
     "host_port=true",
     "bandwidth=true",
     "network_policy=false",
-    "enable_eni_trunking=true",
     "pool.sync_period=30s",
     "credentials.secret=terway-credentials",
 ]
@@ -123,10 +122,10 @@ def test_optional_eni_conf_keys() -> None:
     conf = json.loads(config(objects(*FULL[len(BASE):]))["eni_conf"])
     assert list(conf) == [
         "version", "region_id", "vswitches", "security_groups", "service_cidr", "max_pool_size", "min_pool_size",
-        "ip_pool_sync_period", "vswitch_selection_policy", "ip_stack", "enable_eni_trunking", "credential_path",
+        "ip_pool_sync_period", "vswitch_selection_policy", "ip_stack", "credential_path",
     ]
     assert conf["region_id"] == "cn-hangzhou" and conf["ip_pool_sync_period"] == "30s"
-    assert conf["enable_eni_trunking"] is True
+    assert "enable_eni_trunking" not in conf  # true is refused (tests/test_render_refusals.py)
 
 
 def test_host_port_chains_portmap_with_symmetric_routing() -> None:
@@ -154,8 +153,8 @@ def test_eni_mode_renders_terway_eni() -> None:
     ]
 
 
-def test_dual_sets_ip_stack() -> None:
-    assert json.loads(config(objects("ip_stack=dual"))["eni_conf"])["ip_stack"] == "dual"
+def test_ip_stack_is_written_as_ipv4() -> None:
+    assert json.loads(config(objects("ip_stack=ipv4"))["eni_conf"])["ip_stack"] == "ipv4"
 
 
 def test_network_policy_off() -> None:
@@ -174,6 +173,7 @@ def test_daemonset_shape() -> None:
     assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}}
     pod = daemon_pod(objs)
     assert pod["hostNetwork"] is True
+    assert pod["hostPID"] is True  # /proc/<pid>/ns/net paths when no descriptor is passed
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["serviceAccountName"] == "terway"
     assert pod["tolerations"] == [{"operator": "Exists"}]
@@ -183,11 +183,15 @@ def test_daemonset_shape() -> None:
         {"key": "k8s.aliyun.com/ignore-by-terway", "operator": "NotIn", "values": ["true"]},
     ]}]
     init = pod["initContainers"][0]
-    assert init["command"][:3] == ["terwayctl", "cni", "install"]
+    assert init["command"] == ["terwayctl", "cni", "install", "--conflist", "/etc/eni/10-terway.conflist",
+                               "--bin-dir", "/opt/cni/bin", "--conf-dir", "/etc/cni/net.d",
+                               "--shim", "/usr/local/libexec/terwayctl/terway", "--plugin-dir", "/usr/lib/cni"]
     assert {m["mountPath"] for m in init["volumeMounts"]} == {"/etc/eni", "/opt/cni/bin", "/etc/cni/net.d"}
     daemon = pod["containers"][0]
     # no --config: the daemon reads eni-config (and the node's terway-config override) from the API server
     assert daemon["command"] == ["terwayctl", "--namespace", "kube-system", "daemon", "--mode", "eniip"]
+    with_endpoint = daemon_pod(objects("endpoint=https://ecs-vpc.cn-hangzhou.aliyuncs.com"))["containers"][0]
+    assert with_endpoint["command"][3:5] == ["--endpoint", "https://ecs-vpc.cn-hangzhou.aliyuncs.com"]
     assert daemon["readinessProbe"]["exec"]["command"] == ["terwayctl", "daemon", "status"]
     assert daemon["livenessProbe"]["exec"]["command"] == ["terwayctl", "daemon", "status"]
     assert daemon["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
@@ -195,8 +199,10 @@ def test_daemonset_shape() -> None:
     mounts = {m["mountPath"]: m for m in daemon["volumeMounts"]}
     assert "/etc/eni" not in mounts  # the daemon reads eni-config from the API server, not a file
     assert {"/var/run/eni", "/var/lib/cni/terway", "/etc/cni/net.d"} <= set(mounts)
+    assert mounts["/var/run/netns"]["mountPropagation"] == "HostToContainer"
     host = {v["hostPath"]["path"]: v["hostPath"]["type"] for v in pod["volumes"] if "hostPath" in v}
     assert host == {
+        "/var/run/netns": "DirectoryOrCreate",
         "/var/run/eni": "DirectoryOrCreate",
         "/var/lib/cni/terway": "DirectoryOrCreate",
         "/etc/cni/net.d": "DirectoryOrCreate",

@@ -58,9 +58,9 @@ def test_later_set_beats_earlier_set() -> None:
 
 
 def test_values_from_mapping_is_the_same_model() -> None:
-    data = {"security_groups": ["sg-bp1aaa"], "pool": {"max_size": 7}, "ip_stack": "dual"}
+    data = {"security_groups": ["sg-bp1aaa"], "pool": {"max_size": 7}, "ip_stack": "ipv4"}
     values = values_from_mapping(data)
-    assert values.pool.max_size == 7 and values.ip_stack == "dual"
+    assert values.pool.max_size == 7 and values.ip_stack == "ipv4"
 
 
 def test_booleans_accept_words() -> None:
@@ -68,9 +68,13 @@ def test_booleans_accept_words() -> None:
         assert load_values(None, [SG, f"bandwidth={word}"]).bandwidth is expected
 
 
-def test_dual_stack_service_cidr() -> None:
-    values = load_values(None, [SG, "ip_stack=dual", "service_cidr=172.21.0.0/20,fd00:172:21::/112"])
-    assert values.service_cidr == "172.21.0.0/20,fd00:172:21::/112"
+def test_dual_stack_is_refused_with_its_reason() -> None:
+    with pytest.raises(InvalidValues) as caught:
+        load_values(None, [SG, "ip_stack=dual", "service_cidr=172.21.0.0/20,fd00:172:21::/112"])
+    messages = [p.message for p in caught.value.problems]
+    assert any(m.startswith("ip_stack: dual is not supported: the terwayctl node daemon allocates and routes IPv4 only")
+               for m in messages), messages
+    assert any(m.startswith("service_cidr:") for m in messages), messages
 
 
 @pytest.mark.parametrize("zone", ["cn-hangzhou-i", "ap-southeast-1a", "us-west-1b", "cn-beijing-finance-1a"])

@@ -74,10 +74,16 @@ def daemon(
             instance_type=instance_type, socket_path=socket_path, state_dir=state_dir, node_netns=node_netns,
             metrics=metrics, pod_annotations=pod_annotations, node_name=node_name or "", kube=kube, **durations,
         )
-        _run(options, daemon_config, kube)
+        _run(options, daemon_config, kube, explicit=_on_command_line(ctx, "region", "profile"))
     finally:
         if kube is not None:
             kube.close()
+
+
+def _on_command_line(ctx: typer.Context, *names: str) -> frozenset[str]:
+    """Which of the global options `names` were given as flags (not from their environment variable)."""
+    root = ctx.find_root()
+    return frozenset(n for n in names if getattr(root.get_parameter_source(n), "name", "") == "COMMANDLINE")
 
 
 def cluster_configured(options: GlobalOptions, environ: Mapping[str, str]) -> bool:
@@ -132,6 +138,7 @@ def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
         NodeIdentity,
         PoolMode,
         load_eni_conf,
+        node_settings,
         pool_settings,
     )
 
@@ -154,9 +161,13 @@ def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
     identity = NodeIdentity(
         flags["instance_id"] or "", flags["zone"] or "", flags["vswitch_id"] or "", flags["instance_type"] or ""
     )
+    settings = node_settings(conf, origin)  # refuses ip_stack dual before anything starts
     return DaemonConfig(
         identity=identity,
         pool=pool_settings(conf, origin),
+        virtual_type=settings.virtual_type,
+        region_id=settings.region_id,
+        credential_path=settings.credential_path,
         mode=mode,
         socket_path=flags["socket_path"],
         state_dir=flags["state_dir"],
@@ -169,17 +180,29 @@ def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
     )
 
 
-def _run(options: GlobalOptions, config: DaemonConfig, kube: KubeClient | None = None) -> None:
+def _run(
+    options: GlobalOptions, config: DaemonConfig, kube: KubeClient | None = None, explicit: frozenset[str] = frozenset()
+) -> None:
+    """`explicit`: the global options given as flags ("region", "profile"), which beat eni_conf."""
     import dataclasses
+    import logging
 
-    from terwayctl.cloud.session import client_from_options
+    from terwayctl.cloud.session import build_client
     from terwayctl.node.cluster import KubeCluster
     from terwayctl.node.server import Running
     from terwayctl.node.service import Daemon
 
+    # region: --region, else eni_conf region_id, else ALIBABA_CLOUD_REGION_ID, the profile, metadata.
+    # credentials: --profile, else eni_conf credential_path (re-read when kubelet updates the Secret;
+    # a missing or empty file is an error, never a fallback), else the environment, the profile
+    # (ALIBABA_CLOUD_PROFILE or the file's current one), the ECS RAM role. docs/node.md has the table.
+    region = options.region if "region" in explicit else (config.region_id or options.region)
+    use_profile = "profile" in explicit or config.credential_path is None
+    client = build_client(region=region, profile=options.profile if use_profile else None, endpoint=options.endpoint,
+                          credential_path=config.credential_path)
+    logging.getLogger("terwayctl.node").info("cloud region=%s %s", client.region, client.credentials_source)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    client = client_from_options(options)
     try:
         given = config.identity
         identity = _identity(options, client, given.instance_id or None, given.zone_id or None,
@@ -225,6 +248,9 @@ def print_status(doc: dict[str, Any], out: Any) -> None:
         f"pool: {pool.get('enis')}/{pool.get('max_enis')} ENIs, {pool.get('ips')} IPs, {pool.get('idle')} idle, "
         f"{pool.get('allocated')} allocated (min {pool.get('min_pool_size')}, max {pool.get('max_pool_size')})\n"
     )
+    datapath = doc.get("datapath") or {}
+    if datapath:
+        out.write(f"datapath: {datapath.get('mode')} ({datapath.get('reason')})\n")
     if pool.get("last_error"):
         out.write(f"last error: {pool['last_error']}\n")
     out.write("\n")

@@ -67,6 +67,7 @@ def up(
     service_cidr: Annotated[str, typer.Option("--service-cidr", help="Kubernetes service CIDR.")] = "172.21.0.0/20",
     no_snat: Annotated[bool, typer.Option("--no-snat", help="No SNAT entry for the pod vSwitches: pods have no internet.")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="eni_conf (JSON/YAML, or a ConfigMap) merged over the lab's default.")] = None,  # noqa: UP045
+    external_daemon: Annotated[Optional[list[str]], typer.Option("--external-daemon", help="A node whose daemon the lab does not start (you run it, e.g. the packaged image); comma-separated or repeated.")] = None,  # noqa: UP045
     output: OutputOption = Output.table,
 ) -> None:
     """Create the lab: VPC router, NAT gateway, internet, nodes with daemons; print a summary."""
@@ -76,7 +77,8 @@ def up(
 
     spec = LabSpec(name=name, nodes=nodes, zones=_split(zones) or ("cn-hangzhou-i",), instance_type=instance_type,
                    mode=mode, vpc=vpc, service_cidr=service_cidr, snat=not no_snat,
-                   eni_conf=load_eni_conf_file(config) if config is not None else {})
+                   eni_conf=load_eni_conf_file(config) if config is not None else {},
+                   external_daemons=_split(external_daemon))
     with _progress(f"lab {name} up", UP_STEPS) as progress:
         result = lab_up(spec, progress)
     if output is not Output.table:
@@ -101,6 +103,7 @@ def print_status(result: LabStatus) -> None:
               f"(supervisor pid {result.supervisor_pid}, {running})\nstate: {result.lab_dir}\n\n")
     write_table(out, ["NODE", "INSTANCE", "ZONE", "NAMESPACE", "PRIMARY IP", "DAEMON", "ENIS", "POOL IPS", "IDLE", "PODS"],
                 [[n.name, n.instance_id, n.zone, n.namespace, n.primary_ip or "-",
+                  "external" if n.external else
                   ("ready" if n.ready else "running" if n.daemon_running else "down") + f" ({n.daemon_pid})",
                   str(n.enis), str(n.pool_ips), str(n.idle_ips), str(n.pods)] for n in result.nodes],
                 right=["ENIS", "POOL IPS", "IDLE", "PODS"])

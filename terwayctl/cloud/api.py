@@ -76,7 +76,12 @@ class EniApi(Protocol):
     def delete_network_interface(self, network_interface_id: str) -> None: ...
 
     def assign_private_ip_addresses(
-        self, network_interface_id: str, *, count: int = 0, addresses: Sequence[str] = ()
+        self,
+        network_interface_id: str,
+        *,
+        count: int = 0,
+        addresses: Sequence[str] = (),
+        client_token: str | None = None,
     ) -> list[str]: ...
 
     def unassign_private_ip_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None: ...

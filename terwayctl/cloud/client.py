@@ -5,6 +5,9 @@ request with the parameters (and the endpoint override), send it, and turn error
 exceptions of terwayctl.cloud.errors. Retryable errors (Throttling, ServiceUnavailable,
 InternalError, Operation.Conflict, connection failures) are retried with backoff and jitter;
 create/assign calls carry one ClientToken that every retry reuses, so a retry never creates twice.
+Attach/Detach/Delete and Unassign have no ClientToken: they are retried only after an error that
+proves the cloud refused them (Throttling, Operation.Conflict), never after InternalError or a
+timeout; the caller reads the cloud before calling again (docs/node.md, the intent log).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from terwayctl.cloud.models import (
     vswitch_from_api,
 )
 from terwayctl.cloud.ratelimit import RateLimiter, RateLimits
-from terwayctl.cloud.retry import RetryPolicy, call_with_retries
+from terwayctl.cloud.retry import RetryPolicy, call_with_retries, rejected
 
 if TYPE_CHECKING:
     from terwayctl.cloud.sdk import SdkSession
@@ -227,22 +230,34 @@ class CloudClient:
 
     def attach_network_interface(self, network_interface_id: str, instance_id: str) -> None:
         """Start attaching (the ENI goes Attaching, then InUse)."""
-        self._call("ecs", "AttachNetworkInterface", {"NetworkInterfaceId": network_interface_id, "InstanceId": instance_id})
+        self._call("ecs", "AttachNetworkInterface", {"NetworkInterfaceId": network_interface_id, "InstanceId": instance_id},
+                   unsafe_retry=False)
 
     def detach_network_interface(self, network_interface_id: str, instance_id: str) -> None:
         """Start detaching (the ENI goes Detaching, then Available)."""
-        self._call("ecs", "DetachNetworkInterface", {"NetworkInterfaceId": network_interface_id, "InstanceId": instance_id})
+        self._call("ecs", "DetachNetworkInterface", {"NetworkInterfaceId": network_interface_id, "InstanceId": instance_id},
+                   unsafe_retry=False)
 
     def delete_network_interface(self, network_interface_id: str) -> None:
-        self._call("ecs", "DeleteNetworkInterface", {"NetworkInterfaceId": network_interface_id})
+        self._call("ecs", "DeleteNetworkInterface", {"NetworkInterfaceId": network_interface_id}, unsafe_retry=False)
 
     def assign_private_ip_addresses(
-        self, network_interface_id: str, *, count: int = 0, addresses: Sequence[str] = ()
+        self,
+        network_interface_id: str,
+        *,
+        count: int = 0,
+        addresses: Sequence[str] = (),
+        client_token: str | None = None,
     ) -> list[str]:
         """Assign `count` new secondary IPs, or the given `addresses`, in calls of at most 10.
 
         Each call has its own ClientToken, reused by that call's retries. Returns the assigned IPs.
+        `client_token` (the caller's, e.g. from its intent log) is only allowed for a single call.
         """
+        if client_token is not None and (count > MAX_IPS_PER_CALL or len(addresses) > MAX_IPS_PER_CALL):
+            raise CloudInvalidParameter(
+                f"one ClientToken covers one call of at most {MAX_IPS_PER_CALL} addresses", code="InvalidParameter"
+            )
         if bool(count) == bool(addresses):
             raise CloudInvalidParameter(
                 "give either a count or the addresses to assign, not both", code="InvalidParameter"
@@ -256,7 +271,7 @@ class CloudClient:
                 params["SecondaryPrivateIpAddressCount"] = batch
             else:
                 params.update(_indexed("PrivateIpAddress", batch))
-            reply = self._call("ecs", "AssignPrivateIpAddresses", params, client_token=self._new_token())
+            reply = self._call("ecs", "AssignPrivateIpAddresses", params, client_token=client_token or self._new_token())
             got = _assigned_ips(reply)
             assigned += got if got else ([] if isinstance(batch, int) else list(batch))
         return assigned
@@ -265,7 +280,7 @@ class CloudClient:
         for start in range(0, len(addresses), MAX_IPS_PER_CALL):
             batch = addresses[start : start + MAX_IPS_PER_CALL]
             params = {"NetworkInterfaceId": network_interface_id, **_indexed("PrivateIpAddress", batch)}
-            self._call("ecs", "UnassignPrivateIpAddresses", params)
+            self._call("ecs", "UnassignPrivateIpAddresses", params, unsafe_retry=False)
 
     # ----------------------------------------------------------------------------------- VPC
 
@@ -336,9 +351,19 @@ class CloudClient:
         raise CloudError(f"{action}: more than {MAX_PAGES} pages; stopped", code="SDK.TooManyPages", action=action)
 
     def _call(
-        self, product: str, action: str, params: Mapping[str, object], *, client_token: str | None = None
+        self,
+        product: str,
+        action: str,
+        params: Mapping[str, object],
+        *,
+        client_token: str | None = None,
+        unsafe_retry: bool = True,
     ) -> dict[str, Any]:
-        """One API call with rate limiting and retries; the reply's JSON object."""
+        """One API call with rate limiting and retries; the reply's JSON object.
+
+        `unsafe_retry=False` (mutating calls without a ClientToken): retried only when the cloud
+        refused the call (Throttling, Operation.Conflict), never after InternalError or a timeout.
+        """
         sent = {k: v for k, v in params.items() if v is not None}
         if client_token is not None:
             sent["ClientToken"] = client_token
@@ -348,6 +373,7 @@ class CloudClient:
             action=action,
             sleep=self._sleep,
             clock=self._clock,
+            retry_if=None if unsafe_retry else rejected,
         )
 
     def observe(self, observer: RequestObserver) -> None:

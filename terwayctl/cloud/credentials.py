@@ -5,6 +5,11 @@ the aliyun CLI profile file (~/.aliyun/config.json; --profile, ALIBABA_CLOUD_PRO
 file's `current`) -> the ECS RAM role from the instance metadata service.
 Region: --region -> ALIBABA_CLOUD_REGION_ID -> the profile's region_id -> instance metadata.
 
+The node daemon adds one source in front of the environment: a credential directory (eni_conf
+`credential_path`, where the DaemonSet mounts the Secret of `credentials.secret`), read by
+`CredentialFiles`, which re-reads the files when kubelet swaps them (see its docstring). Every
+source is handed to the SDK as a `CredentialsProvider` that is asked on each signing.
+
 The profile modes (AK, StsToken, RamRoleArn, EcsRamRole, ...) are handled by the
 alibabacloud-credentials package (imported only when a profile file is used). The environment
 is read when called (not at import time, as that package does), and the metadata service is our
@@ -14,11 +19,14 @@ own small client so its URL and on/off switch are configurable.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from terwayctl.cloud.errors import CREDENTIALS_HINT, CredentialsNotFound, RegionNotFound, scrub
 from terwayctl.cloud.metadata import MetadataService
@@ -30,6 +38,15 @@ ENV_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
 ENV_PROFILE = "ALIBABA_CLOUD_PROFILE"
 ENV_REGION = "ALIBABA_CLOUD_REGION_ID"
 ENV_CLI_PROFILE_DISABLED = "ALIBABA_CLOUD_CLI_PROFILE_DISABLED"
+
+ACCESS_KEY_FILE = "access_key"
+ACCESS_SECRET_FILE = "access_secret"
+SECURITY_TOKEN_FILE = "security_token"
+"""The files of a credential directory (the keys of the Secret `credentials.secret` names)."""
+DEFAULT_RECHECK_SECONDS = 2.0
+"""How often, at most, `CredentialFiles` looks at its files for a change (on a signing)."""
+
+log = logging.getLogger("terwayctl.cloud")
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,146 @@ class CloudCredentials:
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never be shown (for scrubbing messages)."""
         return tuple(s for s in (self.access_key_id, self.access_key_secret, self.security_token) if s)
+
+
+class CredentialsProvider(Protocol):
+    """What the SDK session asks for credentials on every signing (terwayctl.cloud.sdk)."""
+
+    @property
+    def source(self) -> str: ...
+
+    def get_credentials(self) -> CloudCredentials: ...
+
+
+class StaticCredentials:
+    """The same credentials on every call (flags, environment, profile, RAM role as resolved once)."""
+
+    def __init__(self, credentials: CloudCredentials) -> None:
+        self._credentials = credentials
+
+    @property
+    def source(self) -> str:
+        return self._credentials.source
+
+    def get_credentials(self) -> CloudCredentials:
+        return self._credentials
+
+    def __repr__(self) -> str:
+        return f"StaticCredentials({self.source})"
+
+
+_Stamp = tuple[tuple[int, int, int, int] | None, ...]
+
+
+class CredentialFiles:
+    """AccessKey credentials read from a directory: `access_key`, `access_secret` and, optionally,
+    `security_token` (surrounding whitespace dropped), as kubelet mounts a Secret.
+
+    kubelet mounts each key as a symlink into a `..data` directory and updates a Secret by swapping
+    that symlink atomically; so a change is seen as another device/inode/mtime/size of the files the
+    names resolve to. `get_credentials` looks (os.stat, no read) at most every `recheck` seconds and
+    re-reads the files when they changed. The constructor reads them: a missing directory, a missing,
+    empty or unreadable file is InvalidInput (exit 2) naming the file, never a fallback to another
+    source. A later re-read that fails keeps the credentials in use and logs one warning per change
+    (a Secret being rewritten, a key removed); it is tried again at the next change. Thread-safe.
+    Secrets never appear in a message, a log line or the repr.
+    """
+
+    def __init__(
+        self, directory: Path, *, recheck: float = DEFAULT_RECHECK_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.directory = Path(directory)
+        self.recheck = recheck
+        self._clock = clock
+        self._lock = threading.Lock()
+        if not self.directory.is_dir():
+            what = "is not a directory" if self.directory.exists() else "does not exist"
+            raise InvalidInput(f"credential directory {self.directory} (eni_conf credential_path) {what}", hint=_FILES_HINT)
+        self._stamp = self._stamps()
+        self._current = self._read()
+        self._checked = clock()
+        self._failed_stamp: _Stamp | None = None
+        self.reloads = 0
+        """how many times changed files were read again (for status and tests)"""
+
+    @property
+    def source(self) -> str:
+        return f"credential files in {self.directory}"
+
+    def __repr__(self) -> str:
+        return f"CredentialFiles({str(self.directory)!r})"
+
+    def get_credentials(self) -> CloudCredentials:
+        with self._lock:
+            now = self._clock()
+            if now - self._checked >= self.recheck:
+                self._checked = now
+                self._refresh()
+            return self._current
+
+    def _refresh(self) -> None:
+        stamp = self._stamps()
+        if stamp == self._stamp or stamp == self._failed_stamp:
+            return
+        try:
+            fresh = self._read()
+        except InvalidInput as exc:
+            self._failed_stamp = stamp
+            log.warning("credential files changed but cannot be read: %s; still using the previous ones", exc.message)
+            return
+        if self._stamps() != stamp:
+            return  # swapped again while being read (key and secret may not match): take it next time
+        self._current, self._stamp, self._failed_stamp = fresh, stamp, None
+        self.reloads += 1
+        log.info("credentials reloaded from %s (the files changed)", self.directory)
+
+    def _paths(self) -> tuple[Path, ...]:
+        return tuple(self.directory / name for name in (ACCESS_KEY_FILE, ACCESS_SECRET_FILE, SECURITY_TOKEN_FILE))
+
+    def _stamps(self) -> _Stamp:
+        stamps: list[tuple[int, int, int, int] | None] = []
+        for path in self._paths():
+            try:
+                st = path.stat()
+            except OSError:
+                stamps.append(None)
+            else:
+                stamps.append((st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
+
+    def _read(self) -> CloudCredentials:
+        key_path, secret_path, token_path = self._paths()
+        key = _read_credential_file(key_path, required=True)
+        secret = _read_credential_file(secret_path, required=True)
+        token = _read_credential_file(token_path, required=False)
+        assert key is not None and secret is not None
+        return CloudCredentials(key, secret, token, self.source)
+
+
+_FILES_HINT = (
+    "the directory holds files access_key and access_secret (optionally security_token): the keys of "
+    "the Secret named by credentials.secret, which the DaemonSet mounts at credential_path"
+)
+
+
+def _read_credential_file(path: Path, *, required: bool) -> str | None:
+    """The stripped content of one credential file; None for a missing optional one."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        if not required:
+            return None
+        raise InvalidInput(f"credential file {path} does not exist", hint=_FILES_HINT) from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"credential file {path} is not UTF-8 text", hint=_FILES_HINT) from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read credential file {path}: {exc.strerror or type(exc).__name__}",
+                           hint=_FILES_HINT) from None
+    if not text:
+        if not required:
+            return None
+        raise InvalidInput(f"credential file {path} is empty", hint=_FILES_HINT)
+    return text
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,12 @@
 
 Only `CloudRetryableError` is retried: Throttling, ServiceUnavailable, InternalError,
 Operation.Conflict and connection failures. Everything else fails at once.
+
+A mutating call without a ClientToken (Attach/Detach/DeleteNetworkInterface,
+UnassignPrivateIpAddresses) must not be repeated after an error that may come from a call the cloud
+did carry out (InternalError, ServiceUnavailable, a timeout): those calls pass `retry_if=rejected`,
+which retries only the errors that prove the call was refused before doing anything (Throttling,
+Operation.Conflict). The caller (the node daemon's intent log) reads the cloud before it calls again.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
+def rejected(exc: BaseException) -> bool:
+    """The cloud refused the call before acting on it: Throttling*, Operation.Conflict."""
+    code = getattr(exc, "code", "") or ""
+    return isinstance(code, str) and (code.split(".", 1)[0] == "Throttling" or code == "Operation.Conflict")
+
+
 def call_with_retries(
     fn: Callable[[], T],
     policy: RetryPolicy,
@@ -50,12 +62,15 @@ def call_with_retries(
     action: str,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    retry_if: Callable[[BaseException], bool] | None = None,
 ) -> T:
     """Call `fn` until it returns, raises a non-retryable error, or the policy's budget is spent.
 
+    `retry_if` narrows what is retried among the retryable errors (see `rejected`).
+
     The last retryable error is re-raised with the number of attempts added to its message.
     """
-    from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
+    from tenacity import Retrying, retry_if_exception, wait_random_exponential
     from tenacity.stop import stop_base
 
     start = clock()
@@ -77,7 +92,9 @@ def call_with_retries(
     retrying = Retrying(
         stop=_Stop(),
         wait=wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff, exp_base=policy.multiplier),
-        retry=retry_if_exception_type(CloudRetryableError),
+        retry=retry_if_exception(
+            lambda exc: isinstance(exc, CloudRetryableError) and (retry_if is None or retry_if(exc))
+        ),
         sleep=sleep,
         before_sleep=_log_retry,
         reraise=True,

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aliyunsdkcore.acs_exception.exceptions import (  # type: ignore[import-untyped]
     ClientException,
@@ -26,9 +26,14 @@ from aliyunsdkcore.auth.credentials import (  # type: ignore[import-untyped]
     AccessKeyCredential,
     StsTokenCredential,
 )
+from aliyunsdkcore.auth.signers.access_key_signer import AccessKeySigner  # type: ignore[import-untyped]
+from aliyunsdkcore.auth.signers.sts_token_signer import StsTokenSigner  # type: ignore[import-untyped]
 from aliyunsdkcore.client import AcsClient  # type: ignore[import-untyped]
 
 from terwayctl.cloud.errors import scrub
+
+if TYPE_CHECKING:
+    from terwayctl.cloud.credentials import CloudCredentials, CredentialsProvider
 
 # product -> (request package, API version)
 PRODUCTS: Mapping[str, str] = {
@@ -75,36 +80,67 @@ class Timeouts:
     read: float = 10.0
 
 
+def _sdk_credential(found: CloudCredentials) -> Any:
+    if found.security_token:
+        return StsTokenCredential(found.access_key_id, found.access_key_secret, found.security_token)
+    return AccessKeyCredential(found.access_key_id, found.access_key_secret)
+
+
+class _ProviderSigner:
+    """The AcsClient's signer: asks the provider on every signing, then signs as the SDK's own
+    AccessKeySigner / StsTokenSigner do (aliyunsdkcore 2.x has no provider hook of its own)."""
+
+    def __init__(self, session: SdkSession, provider: CredentialsProvider) -> None:
+        self._session = session
+        self._provider = provider
+
+    def sign(self, region_id: str, request: Any) -> Any:
+        found = self._provider.get_credentials()
+        self._session.remember(found.secrets())
+        credential = _sdk_credential(found)
+        if found.security_token:
+            return StsTokenSigner(credential).sign(region_id, request)
+        return AccessKeySigner(credential).sign(region_id, request)
+
+
 class SdkSession:
-    """An AcsClient (with its HTTP connection pool) and the secrets to scrub from its output."""
+    """An AcsClient (with its HTTP connection pool) and the secrets to scrub from its output.
+
+    The credentials come from `provider` at each signing, so a provider that re-reads its source
+    (terwayctl.cloud.credentials.CredentialFiles) rotates keys without a new client.
+    """
 
     def __init__(
         self,
         *,
         region: str,
-        access_key_id: str,
-        access_key_secret: str,
-        security_token: str | None,
+        provider: CredentialsProvider,
         timeouts: Timeouts,
         pool_size: int = 10,
     ) -> None:
-        credential = (
-            StsTokenCredential(access_key_id, access_key_secret, security_token)
-            if security_token
-            else AccessKeyCredential(access_key_id, access_key_secret)
-        )
-        self._secrets = tuple(s for s in (access_key_id, access_key_secret, security_token) if s)
-        install_log_scrubber(self._secrets)
+        self._secrets: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+        first = provider.get_credentials()
+        self.remember(first.secrets())
         self._client: Any = AcsClient(
             region_id=region,
-            credential=credential,
+            credential=_sdk_credential(first),
             auto_retry=False,
             max_retry_time=0,
             connect_timeout=timeouts.connect,
             timeout=timeouts.read,
             pool_size=pool_size,
         )
+        self._client._signer = _ProviderSigner(self, provider)
         self.transport = cast(AcsTransport, self._client)
+
+    def remember(self, secrets: Iterable[str]) -> None:
+        """Scrub these values from messages and SDK logs from now on (every key ever used)."""
+        fresh = tuple(s for s in secrets if s and s not in self._secrets)
+        if fresh:
+            with self._lock:
+                self._secrets = (*self._secrets, *(s for s in fresh if s not in self._secrets))
+            install_log_scrubber(fresh)
 
     @property
     def secrets(self) -> tuple[str, ...]:

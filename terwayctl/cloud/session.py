@@ -11,7 +11,13 @@ from urllib.parse import urlsplit
 
 from terwayctl.cloud.api import VpcLayoutReader
 from terwayctl.cloud.client import ClientSettings, CloudClient, Endpoint
-from terwayctl.cloud.credentials import resolve_credentials, resolve_region
+from terwayctl.cloud.credentials import (
+    CredentialFiles,
+    CredentialsProvider,
+    StaticCredentials,
+    resolve_credentials,
+    resolve_region,
+)
 from terwayctl.cloud.errors import CloudNotFound
 from terwayctl.cloud.metadata import MetadataService
 from terwayctl.core.errors import InvalidInput
@@ -70,24 +76,27 @@ def build_client(
     settings: ClientSettings | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    credential_path: Path | None = None,
+    provider: CredentialsProvider | None = None,
 ) -> CloudClient:
     """Resolve credentials and region along their chains and return a ready client (close it).
 
     `endpoint` (else TERWAYCTL_ENDPOINT) is one URL for both ECS and VPC; without it the SDK's
     regional endpoints are used over HTTPS. `environ` defaults to os.environ; `metadata` to the
     instance metadata service as the environment configures it.
+
+    Credentials, first found wins: `provider`; the explicit `access_key_id`/`_secret`; an explicit
+    `profile` (--profile); `credential_path` (the daemon's eni_conf credential_path: files re-read
+    when they change, InvalidInput naming the file when one is missing or empty); then the chain of
+    `resolve_credentials` (environment, profile file, ECS RAM role).
     """
     env = os.environ if environ is None else environ
     service = metadata or MetadataService.from_environ(env)
-    credentials = resolve_credentials(
-        access_key_id=access_key_id,
-        access_key_secret=access_key_secret,
-        security_token=security_token,
-        profile=profile,
-        config_path=config_path,
-        environ=env,
-        metadata=service,
-    )
+    if provider is None:
+        provider = _provider(
+            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
+            profile=profile, config_path=config_path, environ=env, metadata=service, credential_path=credential_path,
+        )
     resolved_region = resolve_region(
         region=region, profile=profile, config_path=config_path, environ=env, metadata=service
     )
@@ -99,9 +108,7 @@ def build_client(
 
     session = SdkSession(
         region=resolved_region,
-        access_key_id=credentials.access_key_id,
-        access_key_secret=credentials.access_key_secret,
-        security_token=credentials.security_token,
+        provider=provider,
         timeouts=Timeouts(chosen.connect_timeout, chosen.read_timeout),
         pool_size=chosen.pool_size,
     )
@@ -112,7 +119,34 @@ def build_client(
         settings=chosen,
         sleep=sleep,
         clock=clock,
-        credentials_source=credentials.source,
+        credentials_source=provider.source,
+    )
+
+
+def _provider(
+    *,
+    access_key_id: str | None,
+    access_key_secret: str | None,
+    security_token: str | None,
+    profile: str | None,
+    config_path: Path | None,
+    environ: Mapping[str, str],
+    metadata: MetadataService,
+    credential_path: Path | None,
+) -> CredentialsProvider:
+    explicit = bool(access_key_id or access_key_secret or profile)
+    if credential_path is not None and not explicit:
+        return CredentialFiles(credential_path)
+    return StaticCredentials(
+        resolve_credentials(
+            access_key_id=access_key_id,
+            access_key_secret=access_key_secret,
+            security_token=security_token,
+            profile=profile,
+            config_path=config_path,
+            environ=environ,
+            metadata=metadata,
+        )
     )
 
 

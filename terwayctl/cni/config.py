@@ -41,8 +41,8 @@ MINIMUM_VERSION = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 class Invocation:
     """Everything one run of the plugin needs, validated."""
 
-    __slots__ = ("cni_args", "config", "container_id", "ifname", "netns", "prev_result", "runtime_config",
-                 "socket_path", "timeout", "valid_attachments", "verb", "version")
+    __slots__ = ("cni_args", "config", "container_id", "ifname", "netns", "netns_handle", "prev_result",
+                 "runtime_config", "socket_path", "timeout", "valid_attachments", "verb", "version")
 
     def __init__(
         self,
@@ -59,6 +59,7 @@ class Invocation:
         valid_attachments: list[dict[str, str]] | None,
         socket_path: str,
         timeout: float,
+        netns_handle: str = "",
     ) -> None:
         self.verb = verb
         self.version = version
@@ -72,10 +73,11 @@ class Invocation:
         self.valid_attachments = valid_attachments
         self.socket_path = socket_path
         self.timeout = timeout
+        self.netns_handle = netns_handle
 
     def request(self, verb: str | None = None) -> protocol.Request:
         """The daemon request for this invocation (for `verb`, default the invocation's own)."""
-        return protocol.Request(
+        request = protocol.Request(
             verb=verb or self.verb,
             cni_version=self.version,
             network_name=str(self.config["name"]),
@@ -92,6 +94,8 @@ class Invocation:
             prev_result=self.prev_result,
             valid_attachments=self.valid_attachments,
         )
+        request.netns_handle = self.netns_handle
+        return request
 
 
 def reported_version(config: Mapping[str, object]) -> str | None:
@@ -100,8 +104,10 @@ def reported_version(config: Mapping[str, object]) -> str | None:
     return version if isinstance(version, str) and version in SUPPORTED_VERSIONS else None
 
 
-def parse(verb: str, env: Mapping[str, str], config: Mapping[str, object]) -> Invocation:
-    """Validate the environment for `verb`, then the network config; raise CNIError on the first fault."""
+def parse(verb: str, env: Mapping[str, str], config: Mapping[str, object], netns_handle: str = "") -> Invocation:
+    """Validate the environment for `verb`, then the network config; raise CNIError on the first fault.
+
+    `netns_handle` opens the pod's namespace in the daemon (the descriptor the shim passed)."""
     container_id, netns, ifname = _container_variables(verb, env)
     cni_args = parse_cni_args(env.get("CNI_ARGS", ""))
     version = _version(verb, config)
@@ -124,6 +130,7 @@ def parse(verb: str, env: Mapping[str, str], config: Mapping[str, object]) -> In
         valid_attachments=_valid_attachments(config) if verb == "GC" else None,
         socket_path=_socket_path(env, config),
         timeout=_timeout(verb, env, config),
+        netns_handle=netns_handle,
     )
 
 

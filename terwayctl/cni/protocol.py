@@ -46,6 +46,7 @@ container, 50 for STATUS while the daemon is not ready. DEL of something unknown
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 
@@ -118,6 +119,7 @@ class Request:
         "infra_container_id",
         "netconf",
         "netns",
+        "netns_handle",
         "network_name",
         "pod_name",
         "pod_namespace",
@@ -162,6 +164,8 @@ class Request:
         self.netconf: dict[str, object] = dict(netconf or {})
         self.prev_result = prev_result
         self.valid_attachments = valid_attachments
+        # Where the daemon opens the pod's namespace (the shim's descriptor); never on the wire.
+        self.netns_handle = ""
 
     def to_wire(self) -> dict[str, object]:
         wire: dict[str, object] = {"protocol": PROTOCOL_VERSION}
@@ -316,10 +320,10 @@ def encode(message: Mapping[str, object]) -> bytes:
     return frame
 
 
-def decode(frame: bytes) -> dict[str, object]:
+def decode(frame: bytes, limit: int = MAX_MESSAGE_BYTES) -> dict[str, object]:
     """The JSON object of one frame (with or without its newline)."""
-    if len(frame) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    if len(frame) > limit:
+        raise ProtocolError(f"message exceeds the {limit}-byte limit")
     try:
         message = json.loads(frame)
     except (ValueError, RecursionError) as exc:
@@ -433,3 +437,115 @@ def serve_connection(conn: socket.socket, handle: Callable[[Request], Reply], ti
     else:
         reply = handle(request)
     send_frame(conn, encode_reply(reply), deadline)
+
+
+# Protocol 2: one whole CNI invocation, forwarded by the static shim ----------------------------
+#
+# What kubelet execs on the host is the static shim (`shim/`): it holds no CNI logic. It sends the
+# invocation as it received it and prints the daemon's answer:
+#
+#     shim -> daemon: {"protocol": 2, "env": {"CNI_COMMAND": "ADD", ...every CNI_* and TERWAY_*
+#                      variable...}, "stdin": "<the network config as read>", "netns_fd": true}
+#     daemon -> shim: {"protocol": 2, "exit": 0, "stdout": "<what the plugin prints>", "stderr": ""}
+#
+# With "netns_fd": true the shim passed CNI_NETNS as an open file descriptor (SCM_RIGHTS) with the
+# first bytes of the frame: the daemon enters the pod's namespace through it, whatever mount
+# namespace the runtime created the namespace file in. Frames are the same newline-ended JSON as
+# protocol 1, up to MAX_INVOCATION_BYTES; stdin is limited to MAX_STDIN_BYTES before encoding.
+
+INVOCATION_PROTOCOL = 2
+MAX_STDIN_BYTES = 1 << 20
+MAX_INVOCATION_BYTES = 8 << 20
+FORWARDED_PREFIXES = ("CNI_", "TERWAY_")
+
+
+class Invocation:
+    """One CNI invocation as the shim forwards it: the environment, stdin, and the netns descriptor."""
+
+    __slots__ = ("env", "netns_fd", "stdin")
+
+    def __init__(self, env: dict[str, str], stdin: str, netns_fd: bool = False) -> None:
+        self.env = env
+        self.stdin = stdin
+        self.netns_fd = netns_fd
+
+    def to_wire(self) -> dict[str, object]:
+        return {"protocol": INVOCATION_PROTOCOL, "env": self.env, "stdin": self.stdin, "netns_fd": self.netns_fd}
+
+    @classmethod
+    def from_wire(cls, message: Mapping[str, object]) -> Invocation:
+        if message.get("protocol") != INVOCATION_PROTOCOL:
+            raise ProtocolError(f"protocol version {message.get('protocol')!r} is not {INVOCATION_PROTOCOL}")
+        env, stdin, netns_fd = message.get("env"), message.get("stdin"), message.get("netns_fd", False)
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise ProtocolError("invocation field 'env' must map strings to strings")
+        if not isinstance(stdin, str):
+            raise ProtocolError("invocation field 'stdin' must be a string")
+        if not isinstance(netns_fd, bool):
+            raise ProtocolError("invocation field 'netns_fd' must be true or false")
+        return cls(dict(env), stdin, netns_fd)
+
+
+class Outcome:
+    """What one invocation ends with: the exit status and what the plugin writes."""
+
+    __slots__ = ("exit", "stderr", "stdout")
+
+    def __init__(self, exit: int, stdout: str, stderr: str = "") -> None:
+        self.exit = exit
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def to_wire(self) -> dict[str, object]:
+        return {"protocol": INVOCATION_PROTOCOL, "exit": self.exit, "stdout": self.stdout, "stderr": self.stderr}
+
+    @classmethod
+    def from_wire(cls, message: Mapping[str, object]) -> Outcome:
+        if message.get("protocol") != INVOCATION_PROTOCOL:
+            raise ProtocolError(f"protocol version {message.get('protocol')!r} is not {INVOCATION_PROTOCOL}")
+        code, out, err = message.get("exit"), message.get("stdout"), message.get("stderr", "")
+        if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 255:
+            raise ProtocolError("reply field 'exit' must be an integer 0-255")
+        if not isinstance(out, str) or not isinstance(err, str):
+            raise ProtocolError("reply fields 'stdout' and 'stderr' must be strings")
+        return cls(code, out, err)
+
+    def __repr__(self) -> str:
+        return f"Outcome(exit={self.exit!r})"
+
+
+def encode_frame(message: Mapping[str, object], limit: int) -> bytes:
+    frame = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    if len(frame) > limit:
+        raise ProtocolError(f"message of {len(frame)} bytes exceeds the {limit}-byte limit")
+    return frame
+
+
+def recv_frame_and_fds(sock: socket.socket, deadline: float, limit: int) -> tuple[bytes, list[int]]:
+    """Like `recv_frame`, up to `limit` bytes, also collecting descriptors passed with SCM_RIGHTS.
+
+    The caller owns (and must close) the returned descriptors, also when this raises: they are
+    closed here before raising.
+    """
+    buffer = bytearray()
+    fds: list[int] = []
+    try:
+        while True:
+            sock.settimeout(_remaining(deadline))
+            chunk, received, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+            fds.extend(received)
+            if not chunk:
+                raise ProtocolError("connection closed in the middle of a message" if buffer
+                                    else "connection closed without a message")
+            buffer += chunk
+            end = buffer.find(b"\n")
+            if end >= 0:
+                if end + 1 != len(buffer):
+                    raise ProtocolError("more than one message on a connection")
+                return bytes(buffer), fds
+            if len(buffer) >= limit:
+                raise ProtocolError(f"message exceeds the {limit}-byte limit")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise

@@ -13,18 +13,25 @@ from terwayctl.core.errors import InvalidInput, NotFound
 
 @dataclass(frozen=True)
 class EniCaps:
-    """How eni_conf shrinks the ENIs Terway may use on a node.
+    """The eni_conf keys that decide a node's pod capacity (Terway's daemon.Config).
 
-    max_eni 0 means no cap; eni_cap_ratio 0 is Go's zero value, which Terway treats as 1.
+    max_eni 0 means no cap; eni_cap_ratio 0 is Go's zero value, which Terway treats as 1. min_eni
+    only pre-allocates (it never changes the capacity); ipv4_prefix_count is how many /28 prefixes
+    the controller pre-allocates in prefix mode.
     """
 
     max_eni: int = 0
     eni_cap_ratio: float = 1.0
     eni_cap_shift: int = 0
+    min_eni: int = 0
+    enable_ip_prefix: bool = False
+    ipv4_prefix_count: int = 0
+    enable_erdma: bool = False
 
     @property
     def is_default(self) -> bool:
-        return self == EniCaps()
+        """True when max_eni, eni_cap_ratio and eni_cap_shift leave the ENI count alone."""
+        return (self.max_eni, self.eni_cap_ratio, self.eni_cap_shift) == (0, 1.0, 0)
 
 
 def parse_eni_conf_text(text: str, origin: str) -> dict[str, Any]:
@@ -41,28 +48,69 @@ def parse_eni_conf_text(text: str, origin: str) -> dict[str, Any]:
     return data
 
 
+CAPACITY_KEYS = (
+    "max_eni", "min_eni", "eni_cap_ratio", "eni_cap_shift", "enable_ip_prefix", "ipv4_prefix_count", "enable_erdma",
+)
+"""The eni_conf keys `capacity` reads; every other key is kept as it is and ignored."""
+
+MAX_ENI_SHIFT = 64
+"""|eni_cap_shift| above this is a typo: no ECS type has that many ENIs."""
+
+
 def eni_caps_from_conf(conf: Mapping[str, Any], origin: str) -> EniCaps:
-    """Read max_eni, eni_cap_ratio and eni_cap_shift, validating each."""
+    """Read the capacity keys (CAPACITY_KEYS), validating each; InvalidInput with a hint otherwise."""
     max_eni = _int_field(conf, "max_eni", origin, default=0)
     if max_eni < 0:
-        raise InvalidInput(f"{origin}: max_eni must be 0 (no cap) or positive, got {max_eni}")
+        raise InvalidInput(f"{origin}: max_eni must be 0 (no cap) or positive, got {max_eni}",
+                           hint="max_eni caps the ENIs Terway creates on a node; 0 or leaving it out means no cap")
+    min_eni = _int_field(conf, "min_eni", origin, default=0)
+    if min_eni < 0:
+        raise InvalidInput(f"{origin}: min_eni must be 0 or positive, got {min_eni}",
+                           hint="min_eni is how many ENIs Terway attaches in advance, e.g. 1")
+    if max_eni and min_eni > max_eni:
+        raise InvalidInput(f"{origin}: min_eni {min_eni} is more than max_eni {max_eni}",
+                           hint="min_eni (pre-attached ENIs) must not exceed max_eni (the cap)")
     shift = _int_field(conf, "eni_cap_shift", origin, default=0)
+    if abs(shift) > MAX_ENI_SHIFT:
+        raise InvalidInput(f"{origin}: eni_cap_shift must be between -{MAX_ENI_SHIFT} and {MAX_ENI_SHIFT}, got {shift}",
+                           hint="eni_cap_shift adds to int(EniQuantity x eni_cap_ratio), e.g. -1 keeps one ENI free")
     ratio_raw = conf.get("eni_cap_ratio", 1.0)
     if isinstance(ratio_raw, bool) or not isinstance(ratio_raw, int | float):
-        raise InvalidInput(f"{origin}: eni_cap_ratio must be a number, got {ratio_raw!r}")
+        raise InvalidInput(f"{origin}: eni_cap_ratio must be a number, got {ratio_raw!r}",
+                           hint="eni_cap_ratio is the share of the instance's ENIs Terway may use, e.g. 0.5")
     ratio = float(ratio_raw) or 1.0
     if not 0 < ratio <= 1:
         raise InvalidInput(
             f"{origin}: eni_cap_ratio must be in (0, 1], got {ratio_raw}",
             hint="eni_cap_ratio is the share of the instance's ENIs Terway may use, e.g. 0.5",
         )
-    return EniCaps(max_eni=max_eni, eni_cap_ratio=ratio, eni_cap_shift=shift)
+    prefix_count = _int_field(conf, "ipv4_prefix_count", origin, default=0)
+    if prefix_count < 0:
+        raise InvalidInput(f"{origin}: ipv4_prefix_count must be 0 or positive, got {prefix_count}",
+                           hint="ipv4_prefix_count is the number of /28 prefixes to pre-allocate per node")
+    return EniCaps(
+        max_eni=max_eni, eni_cap_ratio=ratio, eni_cap_shift=shift, min_eni=min_eni,
+        enable_ip_prefix=_bool_field(conf, "enable_ip_prefix", origin),
+        ipv4_prefix_count=prefix_count,
+        enable_erdma=_bool_field(conf, "enable_erdma", origin),
+    )
+
+
+def _bool_field(conf: Mapping[str, Any], key: str, origin: str) -> bool:
+    value = conf.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{origin}: {key} must be true or false, got {value!r}",
+                           hint=f'write "{key}": true (a JSON boolean, not a string)')
+    return value
 
 
 def _int_field(conf: Mapping[str, Any], key: str, origin: str, default: int) -> int:
     value = conf.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{origin}: {key} must be a whole number, got {value!r}")
+        raise InvalidInput(f"{origin}: {key} must be a whole number, got {value!r}",
+                           hint=f'write "{key}": 3 (a JSON number, not a string)')
     return value
 
 

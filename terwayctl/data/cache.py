@@ -14,18 +14,18 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from terwayctl.core.catalog import CATALOG_COLUMNS, Catalog, InstanceType, parse_catalog_csv
 from terwayctl.core.errors import InvalidInput, TerwayctlError
+from terwayctl.data import APP_DIR, cache_dir
 
 # A cache older than this is stale: `capacity` falls back to the embedded catalog.
 FRESH_FOR = timedelta(days=30)
 
-APP_DIR = "terwayctl"
 CACHE_FORMAT = 1
 _REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -48,14 +48,6 @@ class CacheInfo:
     def source(self) -> str:
         """The Catalog.source of this cache, e.g. ``cache cn-hangzhou 2026-11-21``."""
         return f"cache {self.region} {self.fetched_at.date().isoformat()}"
-
-
-def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME") or ""
-    if not base or not os.path.isabs(base):  # the XDG spec: a relative path is to be ignored
-        base = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
-    return Path(base) / APP_DIR
 
 
 def cache_path(region: str, environ: Mapping[str, str] | None = None) -> Path:
@@ -215,7 +207,7 @@ def read_cache(region: str, environ: Mapping[str, str] | None = None) -> Catalog
     except OSError:
         return None
     catalog = parse_catalog_csv(text, f"{info.source} ({info.path})")
-    return Catalog(types=catalog.types, source=info.source)
+    return Catalog(types=catalog.types, source=info.source, date=info.fetched_at.date().isoformat())
 
 
 def list_caches(environ: Mapping[str, str] | None = None) -> list[CacheInfo]:
@@ -233,14 +225,20 @@ def list_caches(environ: Mapping[str, str] | None = None) -> list[CacheInfo]:
     return found
 
 
-def preferred_catalog(region: str | None, environ: Mapping[str, str] | None = None) -> Catalog:
-    """The catalog `capacity` uses: the region's cache while it is fresh, else the embedded one."""
+def preferred_catalog(
+    region: str | None,
+    environ: Mapping[str, str] | None = None,
+    patterns: Sequence[str] = (),
+    families: Sequence[str] = (),
+) -> Catalog:
+    """The catalog `capacity` uses: the region's cache while it is fresh, else the embedded one
+    (only the rows `patterns` and `families` pick, when they all match: see embedded_catalog_for)."""
     if region:
         age = cache_age(region, environ=environ)
         if age is not None and age <= FRESH_FOR:
             cached = read_cache(region, environ)
             if cached is not None:
                 return cached
-    from terwayctl.data import embedded_catalog
+    from terwayctl.data import embedded_catalog_for
 
-    return embedded_catalog()
+    return embedded_catalog_for(patterns, families)

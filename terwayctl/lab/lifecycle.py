@@ -52,6 +52,7 @@ class NodeStatus:
     pool_ips: int
     idle_ips: int
     pods: int
+    external: bool = False  # the daemon runs outside the lab's control (LabSpec.external_daemons)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class LabStatus:
 
     @property
     def healthy(self) -> bool:
-        return self.supervisor_running and all(n.daemon_running and n.ready for n in self.nodes)
+        return self.supervisor_running and all(n.daemon_running and n.ready for n in self.nodes if not n.external)
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,10 @@ def _up(lab: LabDir, topology: Topology, progress: Progress) -> None:
     progress(f"namespaces: {topology.router_ns}, {topology.internet_ns} and {len(topology.nodes)} node(s)")
     network.create_namespaces([topology.router_ns, topology.internet_ns, *(n.ns for n in topology.nodes)])
     network.setup_router(topology)
+    shim = _shim(progress)
     for node in topology.nodes:
         network.setup_node(node.ns)
-        _node_files(lab, topology, node)
+        _node_files(lab, topology, node, shim)
     progress("supervisor: emulator, VPC router, NAT gateway, internet")
     env = {**cloud_env("", topology.region), "PYTHONUNBUFFERED": "1"}
     pid = procs.spawn([sys.executable, "-m", "terwayctl", "lab", "serve", "--name", lab.name],
@@ -155,17 +157,33 @@ def _up(lab: LabDir, topology: Topology, progress: Progress) -> None:
     with lab.locked() as state:
         state.supervisor_pid = pid
     ready = _wait_supervisor(lab, pid)
-    progress(f"daemons: {len(topology.nodes)} x terwayctl daemon --mode {topology.mode}")
+    managed = [n for n in topology.nodes if n.name not in topology.external_daemons]
+    external = f" (not started: {', '.join(topology.external_daemons)})" if topology.external_daemons else ""
+    progress(f"daemons: {len(managed)} x terwayctl daemon --mode {topology.mode}{external}")
     with lab.locked() as state:
-        for node in topology.nodes:
+        for node in managed:
             state.daemon_pids[node.name] = _spawn_daemon(lab, topology, node, str(ready["url"]))
         pids = dict(state.daemon_pids)
-    with ThreadPoolExecutor(max_workers=len(topology.nodes)) as pool:
-        list(pool.map(lambda n: _wait_daemon(lab, n, pids[n.name]), topology.nodes))
+    if managed:
+        with ThreadPoolExecutor(max_workers=len(managed)) as pool:
+            list(pool.map(lambda n: _wait_daemon(lab, n, pids[n.name]), managed))
     progress("ready")
 
 
-def _node_files(lab: LabDir, topology: Topology, node: NodePlan) -> None:
+def _shim(progress: Progress) -> Path | None:
+    """The static CNI shim the nodes exec (built once and cached), or None for the Python client."""
+    from terwayctl.cni.shim import ShimUnavailable, ensure_built
+
+    try:
+        shim = ensure_built()
+    except ShimUnavailable as exc:
+        progress(f"plugin: the Python debugging client, not the static shim ({exc}; {exc.hint})")
+        return None
+    progress(f"plugin: the static CNI shim {shim}")
+    return shim
+
+
+def _node_files(lab: LabDir, topology: Topology, node: NodePlan, shim: Path | None) -> None:
     """What a node's terway pod would install: the plugin in the CNI bin dir, 10-terway.conflist
     in the CNI conf dir (through `terwayctl.cni.install`, as ``terwayctl cni install`` does)."""
     for path in (lab.node_dir(node.name), lab.node_state_dir(node.name)):
@@ -182,7 +200,7 @@ def _node_files(lab: LabDir, topology: Topology, node: NodePlan) -> None:
     from terwayctl.cni.install import InstallError, install
 
     try:
-        install(lab.node_bin(node.name), lab.node_conf(node.name), source)
+        install(lab.node_bin(node.name), lab.node_conf(node.name), source, shim=shim)
     except InstallError as exc:
         raise LabError(f"cannot install the plugin on {node.name}: {exc}") from None
 
@@ -300,6 +318,7 @@ def status(name: str) -> LabStatus:
             daemon_pid=pid, daemon_running=procs.alive(pid, daemon_marker(lab)), ready=bool(doc.get("ready")),
             enis=len(enis), pool_ips=int(pool.get("ips", 0) or 0), idle_ips=int(pool.get("idle", 0) or 0),
             pods=sum(1 for p in state.pods.values() if p.node == node.name),
+            external=node.name in topology.external_daemons,
         ))
     vswitches = [VSwitchStatus(**v) for v in summary.get("vswitches", [])]
     return LabStatus(

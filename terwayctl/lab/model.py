@@ -32,6 +32,8 @@ INTERNET_GATEWAY = "203.0.113.254"
 WEB_HOST = "203.0.113.10"
 WEB_PORT = 80
 INTERNET_HOSTS = (WEB_HOST, "203.0.113.20")
+METADATA_HOST = "100.100.100.200"  # the ECS instance metadata service, served in every node namespace
+METADATA_PORT = 80
 DEFAULT_ENI_CONF: dict[str, Any] = {
     "version": "1",
     "min_pool_size": 2,
@@ -54,6 +56,9 @@ class LabSpec:
     service_cidr: str = defaults.DEFAULT_SERVICE_CIDR
     snat: bool = True
     eni_conf: Mapping[str, Any] = field(default_factory=dict)
+    # nodes whose daemon the lab does not start: it runs elsewhere (e.g. the packaged DaemonSet's
+    # container in the node's namespace) and learns its identity from the node's metadata service
+    external_daemons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class Topology:
     eni_conf: Mapping[str, Any]
     router_ns: str
     internet_ns: str
+    external_daemons: tuple[str, ...] = ()
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -130,6 +136,7 @@ class Topology:
         values = dict(data)
         values["vswitches"] = tuple(VSwitchPlan(**v) for v in data["vswitches"])
         values["nodes"] = tuple(NodePlan(**n) for n in data["nodes"])
+        values["external_daemons"] = tuple(data.get("external_daemons", ()))
         return Topology(**values)
 
     def scenario(self) -> dict[str, Any]:
@@ -178,7 +185,8 @@ def build_topology(spec: LabSpec) -> Topology:
     for row in report.vswitches:
         zone_letter = row.zone.rsplit("-", 1)[-1]
         vswitches.append(VSwitchPlan(
-            id=f"vsw-{name}-{row.role}-{zone_letter}", zone=row.zone, role=row.role, cidr=row.cidr,
+            # vsw-<alnum> like a real id (no hyphen after the prefix), so `terwayctl render` takes it
+            id=f"vsw-{name}{row.role}{zone_letter}", zone=row.zone, role=row.role, cidr=row.cidr,
             gateway=gateway_of(row.cidr), snat=row.role == NODE or spec.snat,
         ))
     nodes = []
@@ -188,11 +196,16 @@ def build_topology(spec: LabSpec) -> Topology:
         node = f"node{i}"
         nodes.append(NodePlan(node, f"i-{name}-{node}", zone, node_vsw.id, f"eni-{name}-{node}",
                               naming.node_ns(name, node)))
+    unknown = sorted(set(spec.external_daemons) - {n.name for n in nodes})
+    if unknown:
+        raise InvalidInput(f"--external-daemon names no node of the lab: {', '.join(unknown)}",
+                           hint=f"nodes: {', '.join(n.name for n in nodes)}")
     return Topology(
         name=name, region=REGION, mode=spec.mode, instance_type=spec.instance_type, vpc_id=f"vpc-{name}",
         vpc_cidr=report.vpc, service_cidr=report.service_cidr, security_group=f"sg-{name}", nat_id=f"ngw-{name}",
         snat_table=f"stb-{name}", nat_eip=NAT_EIP, vswitches=tuple(vswitches), nodes=tuple(nodes),
         eni_conf=dict(spec.eni_conf), router_ns=naming.router_ns(name), internet_ns=naming.internet_ns(name),
+        external_daemons=tuple(sorted(set(spec.external_daemons))),
     )
 
 

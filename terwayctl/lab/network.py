@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from terwayctl.core.errors import TerwayctlError
 from terwayctl.kernel import netns
 from terwayctl.lab import naming
-from terwayctl.lab.model import INTERNET_CIDR, INTERNET_GATEWAY, INTERNET_HOSTS, Topology
+from terwayctl.lab.model import INTERNET_CIDR, INTERNET_GATEWAY, INTERNET_HOSTS, METADATA_HOST, Topology
 from terwayctl.lab.vpcsim import node_ifname, prepare_router
 
 NODE_IFNAME = "eth0"
@@ -96,6 +96,13 @@ def setup_node(ns: str) -> None:
     for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.rp_filter", "0"),
                        ("net.ipv4.conf.default.rp_filter", "0")):
         netns.write_sysctl(ns, key, value)
+
+
+def add_metadata_address(ns: str) -> None:
+    """100.100.100.200/32 on the node's ``lo``: the metadata service's address is local to the node
+    namespace (the supervisor serves it there), as on ECS it answers only the instance itself."""
+    with netns.iproute(ns) as nl:
+        nl.addr("replace", index=nl.link_lookup(ifname="lo")[0], address=METADATA_HOST, prefixlen=32)
 
 
 def configure_primary(ns: str, eni_id: str, address: str, cidr: str, gateway: str) -> None:

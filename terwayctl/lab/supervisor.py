@@ -37,7 +37,15 @@ from terwayctl.emulator.signing import signed_params
 from terwayctl.kernel import netns
 from terwayctl.lab import network
 from terwayctl.lab.control import ControlServer
-from terwayctl.lab.model import ACCESS_KEY_ID, ACCESS_KEY_SECRET, WEB_HOST, WEB_PORT, Topology
+from terwayctl.lab.model import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    METADATA_HOST,
+    METADATA_PORT,
+    WEB_HOST,
+    WEB_PORT,
+    Topology,
+)
 from terwayctl.lab.state import LabDir
 from terwayctl.lab.vpcsim import VpcRouter
 
@@ -154,6 +162,66 @@ class WebServer:
         self.httpd.server_close()
 
 
+class _MetadataHandler(BaseHTTPRequestHandler):
+    """The ECS instance metadata service of one node: IMDSv2 token (PUT /latest/api/token) and
+    GET /latest/meta-data/<key> for the keys of `MetadataServer.answers`; 404 for the rest."""
+
+    server_version = "twlab-metadata"
+    answers: Mapping[str, str] = {}
+
+    def do_PUT(self) -> None:
+        if self.path != "/latest/api/token":
+            self._reply(404, "not found\n")
+            return
+        self._reply(200, "twlab-metadata-token")
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        key = path.removeprefix("/latest/meta-data/").rstrip("/") if path.startswith("/latest/meta-data") else None
+        answers = self.server.answers  # type: ignore[attr-defined]
+        if key == "":
+            self._reply(200, "".join(f"{k}\n" for k in sorted(answers)))
+        elif key in answers:
+            self._reply(200, answers[key])
+        else:
+            self._reply(404, "not found\n")
+
+    def _reply(self, code: int, text: str) -> None:
+        body = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("metadata %s " + format, self.client_address[0], *args)
+
+
+class MetadataServer:
+    """http://100.100.100.200/latest/meta-data/... inside a node namespace, answering for that node's
+    instance (from the emulator: the instance's type, zone, vSwitch, VPC, primary IP and MAC), so a
+    daemon started with no identity flags (the packaged DaemonSet's) learns it as on ECS."""
+
+    def __init__(self, ns: str, answers: Mapping[str, str]) -> None:
+        network.add_metadata_address(ns)
+        self.httpd = ThreadingHTTPServer((METADATA_HOST, METADATA_PORT), _MetadataHandler, bind_and_activate=False)
+        self.httpd.daemon_threads = True
+        self.httpd.answers = dict(answers)  # type: ignore[attr-defined]
+        self.httpd.socket.close()
+        self.httpd.socket = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+        self.httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.httpd.server_bind()
+        self.httpd.server_activate()
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name=f"lab-metadata-{ns}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 class Supervisor:
     def __init__(self, lab: LabDir) -> None:
         self.lab = lab
@@ -177,6 +245,7 @@ class Supervisor:
         self.sync_snat()
         for node in self.topology.nodes:
             self._closers.append(EndpointProxy(node.ns, self.emulator.port).stop)
+            self._closers.append(MetadataServer(node.ns, self.metadata(node.instance_id)).stop)
         self._closers.append(WebServer(self.topology.internet_ns).stop)
         self._closers.append(ControlServer(self.lab.control_socket, {
             "ping": lambda _: {"pid": _pid()},
@@ -221,6 +290,20 @@ class Supervisor:
                        vsw.gateway, self.topology.vpc_id, vsw.zone)
         self.vpc.on_attach(instance_id, info)
         network.configure_primary(ns, info.eni_id, info.primary_ip, vsw.cidr, vsw.gateway)
+
+    def metadata(self, instance_id: str) -> dict[str, str]:
+        """What the metadata service answers for an instance, read from the emulator."""
+        body = self.api.call("DescribeInstances", ECS_VERSION, InstanceIds=json.dumps([instance_id]))
+        inst = body["Instances"]["Instance"][0]
+        vpc = inst.get("VpcAttributes") or {}
+        primary = self.api.call("DescribeNetworkInterfaces", ECS_VERSION, InstanceId=instance_id, Type="Primary")
+        eni = primary["NetworkInterfaceSets"]["NetworkInterfaceSet"][0]
+        return {
+            "instance-id": instance_id, "region-id": self.topology.region, "zone-id": str(inst["ZoneId"]),
+            "instance/instance-type": str(inst["InstanceType"]), "vpc-id": str(vpc.get("VpcId", "")),
+            "vswitch-id": str(vpc.get("VSwitchId") or eni["VSwitchId"]), "private-ipv4": str(eni["PrivateIpAddress"]),
+            "mac": str(eni["MacAddress"]), "network-type": "vpc",
+        }
 
     # --- SNAT ---------------------------------------------------------------------------------------
 

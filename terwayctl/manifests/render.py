@@ -27,6 +27,12 @@ HOST_PATHS = {
     "state": "/var/lib/cni/terway",
     "cni_conf": "/etc/cni/net.d",
     "cni_bin": "/opt/cni/bin",
+    "netns": "/var/run/netns",
+}
+# Where the node image keeps what the init container copies to the host (docs/image.md).
+IMAGE_PATHS = {
+    "shim": "/usr/local/libexec/terwayctl/terway",
+    "plugins": "/usr/lib/cni",
 }
 LABELS = {"app.kubernetes.io/name": "terway", "app.kubernetes.io/managed-by": "terwayctl"}
 TEMPLATES = (
@@ -148,4 +154,5 @@ def _context(values: Values) -> dict[str, Any]:
         "eni_conf": json.dumps(eni_conf(values), indent=2) + "\n",
         "conflist": json.dumps(conflist(values), indent=2) + "\n",
         "paths": HOST_PATHS,
+        "image_paths": IMAGE_PATHS,
     }

@@ -27,7 +27,8 @@ from terwayctl.core.errors import InvalidInput
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/terwayctl/terwayctl"
 DEFAULT_IMAGE = f"{DEFAULT_IMAGE_REPOSITORY}:v{__version__}"
 MODES = ("eniip", "eni")
-IP_STACKS = ("ipv4", "dual")
+IP_STACKS = ("ipv4",)
+"""The node daemon allocates and routes IPv4 only: `dual` (and anything else) is refused."""
 SELECTION_POLICIES = ("ordered", "random")
 PULL_POLICIES = ("IfNotPresent", "Always", "Never")
 MAX_SECURITY_GROUPS = 10
@@ -82,6 +83,7 @@ class Values:
     host_port: bool = False
     bandwidth: bool = False
     credentials_secret: str | None = None
+    endpoint: str | None = None
     resources: ResourceValues = field(default_factory=ResourceValues)
 
     @property
@@ -178,6 +180,19 @@ def _list(raw: Any) -> tuple[str, ...]:
     raise _Bad(f"must be a list of strings or a comma-separated string, got {_kind(raw)}")
 
 
+def _ip_stack(raw: Any) -> str:
+    value = _text(raw)
+    if value.lower() in ("dual", "ipv6"):
+        raise _Bad(
+            f"{value} is not supported: the terwayctl node daemon allocates and routes IPv4 only "
+            "(it refuses a dual-stack eni_conf at start)",
+            "use ip_stack=ipv4 (the default) with one IPv4 service_cidr",
+        )
+    if value not in IP_STACKS:
+        raise _Bad(f"must be ipv4, got {value!r}", "ipv4 is the only IP stack the node daemon runs")
+    return value
+
+
 def _kind(raw: Any) -> str:
     if raw is None:
         return "nothing"
@@ -197,16 +212,17 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "vswitches": (_list, "vswitches.<zone>: pod vSwitch ids of that zone"),
     "vswitch_selection_policy": (_choice(SELECTION_POLICIES), "ordered or random"),
     "security_groups": (_list, "1 to 10 security group ids for the pod ENIs"),
-    "service_cidr": (_text, "Kubernetes service CIDR; in dual stack an IPv4 and an IPv6 CIDR, comma-separated"),
-    "ip_stack": (_choice(IP_STACKS), "ipv4 or dual"),
+    "service_cidr": (_text, "Kubernetes service CIDR, one IPv4 CIDR"),
+    "ip_stack": (_ip_stack, "ipv4 (dual is refused: the node daemon runs IPv4 only)"),
     "pool.max_size": (_int, "max_pool_size: idle pod IPs kept at most per node"),
     "pool.min_size": (_int, "min_pool_size: idle pod IPs kept at least per node"),
     "pool.sync_period": (_optional_text, "ip_pool_sync_period, a Go duration such as 30s or 5m"),
-    "enable_eni_trunking": (_bool, "enable_eni_trunking in eni_conf"),
+    "enable_eni_trunking": (_bool, "false only: true is refused (the node daemon has no trunk ENI)"),
     "network_policy": (_bool, "network policy support (disable_network_policy is its inverse)"),
     "host_port": (_bool, "hostPort support: chain the portmap plugin, symmetric routing"),
     "bandwidth": (_bool, "chain the bandwidth plugin (kubernetes.io/ingress-bandwidth, egress-bandwidth)"),
     "credentials.secret": (_optional_text, "name of a Secret with keys access_key and access_secret"),
+    "endpoint": (_optional_text, "cloud OpenAPI endpoint the daemon calls (http(s)://host[:port]); unset: the region's"),
     "resources.cpu_request": (_text, "CPU request of the daemon container"),
     "resources.memory_request": (_text, "memory request of the daemon container"),
     "resources.memory_limit": (_text, "memory limit of the daemon container"),
@@ -225,6 +241,7 @@ RENAMED = {
     "hostPort": "host_port",
     "credential_path": "credentials.secret",
 }
+_ENDPOINT = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?/?")
 _SECRETISH = re.compile(r"(^|[._])(access_?key(_?id)?|access_?secret|access_?key_?secret|secret_?key|security_?token|password|token)$", re.I)
 
 
@@ -248,6 +265,7 @@ def _defaults() -> dict[str, Any]:
         "host_port": base.host_port,
         "bandwidth": base.bandwidth,
         "credentials.secret": base.credentials_secret,
+        "endpoint": base.endpoint,
         "resources.cpu_request": base.resources.cpu_request,
         "resources.memory_request": base.resources.memory_request,
         "resources.memory_limit": base.resources.memory_limit,
@@ -466,7 +484,7 @@ def _build(given: Mapping[str, Any], origin: Mapping[str, str], problems: list[P
     vswitches = _check_vswitches(c, region_id)
     security_groups = _check_security_groups(c)
     ip_stack = c.get("ip_stack", "ipv4")
-    service_cidr = _check_service_cidr(c, ip_stack)
+    service_cidr = _check_service_cidr(c)
     pool = _check_pool(c)
     secret = c.get("credentials.secret")
     if secret is not None and not (_DNS_SUBDOMAIN.fullmatch(secret) and len(secret) <= 253):
@@ -476,6 +494,18 @@ def _build(given: Mapping[str, Any], origin: Mapping[str, str], problems: list[P
             "the name of a Secret in the namespace, e.g. terway-credentials",
         )
     resources = _check_resources(c)
+    endpoint = c.get("endpoint")
+    if endpoint is not None and not _ENDPOINT.fullmatch(endpoint):
+        c.fail("endpoint", f"{endpoint!r} is not an endpoint URL", "write http(s)://host[:port], e.g. https://ecs-vpc.cn-hangzhou.aliyuncs.com")
+        endpoint = None
+    trunking = c.get("enable_eni_trunking", False)
+    if trunking:
+        c.fail(
+            "enable_eni_trunking",
+            "true is not supported: the terwayctl node daemon has no trunk ENI (member ENIs for pods) and would "
+            "ignore it (it refuses such an eni_conf at start)",
+            "leave enable_eni_trunking false (the default); pods share ENIs (mode=eniip) or get one each (mode=eni)",
+        )
     values = Values(
         security_groups=security_groups,
         image=image,
@@ -488,11 +518,12 @@ def _build(given: Mapping[str, Any], origin: Mapping[str, str], problems: list[P
         service_cidr=service_cidr,
         ip_stack=ip_stack,
         pool=pool,
-        enable_eni_trunking=c.get("enable_eni_trunking", False),
+        enable_eni_trunking=trunking,
         network_policy=c.get("network_policy", True),
         host_port=c.get("host_port", False),
         bandwidth=c.get("bandwidth", False),
         credentials_secret=secret,
+        endpoint=endpoint,
         resources=resources,
     )
     if c.problems:
@@ -554,7 +585,7 @@ def _check_security_groups(c: _Checker) -> tuple[str, ...]:
     return groups
 
 
-def _check_service_cidr(c: _Checker, ip_stack: str) -> str:
+def _check_service_cidr(c: _Checker) -> str:
     text: str = c.get("service_cidr", "")
     parts = [p.strip() for p in text.split(",") if p.strip()]
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
@@ -565,14 +596,11 @@ def _check_service_cidr(c: _Checker, ip_stack: str) -> str:
             c.fail("service_cidr", f"{part!r} is not a CIDR: {exc}", f"e.g. {defaults.DEFAULT_SERVICE_CIDR}")
             return text
     v4 = [n for n in networks if n.version == 4]
-    v6 = [n for n in networks if n.version == 6]
     if not networks:
         c.fail("service_cidr", "is empty", f"e.g. {defaults.DEFAULT_SERVICE_CIDR}")
-    elif len(v4) != 1 or len(v6) > 1 or (v6 and ip_stack != "dual"):
-        hint = (
-            f"give one IPv4 CIDR, plus one IPv6 CIDR with ip_stack=dual, e.g. {defaults.DEFAULT_SERVICE_CIDR},fd00:172:21::/112"
-        )
-        c.fail("service_cidr", f"{text!r} must be one IPv4 CIDR{' and at most one IPv6 CIDR' if ip_stack == 'dual' else ''}", hint)
+    elif len(v4) != 1 or len(networks) != 1:
+        hint = f"give one IPv4 CIDR, e.g. {defaults.DEFAULT_SERVICE_CIDR} (dual stack is not supported)"
+        c.fail("service_cidr", f"{text!r} must be one IPv4 CIDR", hint)
     return ",".join(str(n) for n in networks)
 
 

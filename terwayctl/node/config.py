@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,39 @@ class PoolMode(enum.StrEnum):
     """shared ENI, many IPs per ENI (terway-eniip)"""
     ENI = "eni"
     """exclusive ENI: one whole ENI per pod (terway-eni)"""
+
+
+class VirtualType(enum.StrEnum):
+    """eni_conf `eniip_virtual_type`: how a pod of a shared ENI is attached (eniip mode only)."""
+
+    VETH = "veth"
+    """a veth pair and policy routing (the default)"""
+    IPVLAN = "ipvlan"
+    """an ipvlan L2 slave of the ENI, where the kernel has ipvlan (else veth, with the reason)"""
+
+
+IP_STACKS_SUPPORTED = ("ipv4",)
+"""eni_conf `ip_stack` values this daemon runs; `dual` (and `ipv6`) are refused at start."""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The eni_conf keys besides the pool that the daemon honours (see docs/node.md)."""
+
+    region_id: str | None = None
+    credential_path: Path | None = None
+    virtual_type: VirtualType = VirtualType.VETH
+    ip_stack: str = "ipv4"
+
+
+@dataclass(frozen=True)
+class DatapathChoice:
+    """The datapath mode the daemon attaches pods with (a `DatapathMode` value) and why."""
+
+    mode: str
+    reason: str
+    fallback: bool = False
+    """ipvlan was asked for but veth is used"""
 
 
 @dataclass(frozen=True)
@@ -87,6 +120,12 @@ class DaemonConfig:
     """this node's Node object in the API server (NODE_NAME); '' : no pod GC from the API server"""
     gc_period: float = DEFAULT_GC_PERIOD
     gc_grace: float = DEFAULT_GC_GRACE
+    virtual_type: VirtualType = VirtualType.VETH
+    """eni_conf eniip_virtual_type (eniip mode)"""
+    region_id: str | None = None
+    """eni_conf region_id (the region when --region is not given)"""
+    credential_path: Path | None = None
+    """eni_conf credential_path: the directory of the credential files (a mounted Secret)"""
 
     @property
     def store_path(self) -> Path:
@@ -176,3 +215,81 @@ def load_eni_conf(path: Path) -> dict[str, Any]:
     if isinstance(inner, str):
         return parse_eni_conf_text(inner, f"{path}: data.eni_conf")
     return conf
+
+
+_VIRTUAL_TYPES = {"veth": VirtualType.VETH, "ipvlan": VirtualType.IPVLAN}
+"""accepted spellings, compared lower-case (upstream Terway writes Veth and IPVlan)"""
+
+
+def node_settings(conf: Mapping[str, Any], origin: str = "eni_conf") -> NodeSettings:
+    """Read and check region_id, credential_path, eniip_virtual_type and ip_stack of eni_conf.
+
+    ip_stack dual (or ipv6) is refused: this daemon allocates and routes IPv4 only, and running a
+    dual-stack configuration as IPv4 would leave pods without the IPv6 address asked for.
+    """
+    stack = conf.get("ip_stack")
+    stack_text = "ipv4" if stack in (None, "") else str(stack).strip().lower()
+    if stack_text not in IP_STACKS_SUPPORTED:
+        if stack_text in ("dual", "ipv6"):
+            raise InvalidInput(
+                f"{origin}: ip_stack is {stack_text}, but this daemon allocates and routes IPv4 only",
+                hint="set ip_stack to ipv4 in eni_conf (terwayctl render writes ipv4 by default); "
+                "dual stack is not implemented",
+            )
+        raise InvalidInput(f"{origin}: ip_stack must be ipv4, got {stack!r}", hint="set ip_stack to ipv4 in eni_conf")
+    if conf.get("enable_eni_trunking") not in (None, False, "", "false"):
+        raise InvalidInput(
+            f"{origin}: enable_eni_trunking is set, but this daemon has no trunk ENI (member ENIs for pods)",
+            hint="remove enable_eni_trunking from eni_conf (or set it to false); pods share ENIs in eniip mode",
+        )
+    region = conf.get("region_id")
+    if region is not None and not isinstance(region, str):
+        raise InvalidInput(f"{origin}: region_id must be a string such as cn-hangzhou, got {region!r}",
+                           hint='e.g. "region_id": "cn-hangzhou", or drop it to take the region from elsewhere')
+    raw_path = conf.get("credential_path")
+    if raw_path is not None and (not isinstance(raw_path, str) or not raw_path.strip()):
+        raise InvalidInput(
+            f"{origin}: credential_path must be the path of a directory, got {raw_path!r}",
+            hint="the directory where the credentials Secret is mounted, e.g. /etc/terway/credentials",
+        )
+    raw_type = conf.get("eniip_virtual_type")
+    if raw_type in (None, ""):
+        virtual = VirtualType.VETH
+    elif isinstance(raw_type, str) and raw_type.strip().lower() in _VIRTUAL_TYPES:
+        virtual = _VIRTUAL_TYPES[raw_type.strip().lower()]
+    else:
+        raise InvalidInput(
+            f"{origin}: eniip_virtual_type must be veth or ipvlan, got {raw_type!r}",
+            hint="drop eniip_virtual_type for veth (the default), or set it to ipvlan",
+        )
+    return NodeSettings(
+        region_id=region.strip() or None if isinstance(region, str) else None,
+        credential_path=Path(raw_path.strip()) if isinstance(raw_path, str) else None,
+        virtual_type=virtual,
+        ip_stack=stack_text,
+    )
+
+
+def choose_datapath(
+    mode: PoolMode, virtual_type: VirtualType, ipvlan_supported: Callable[[], bool], kernel: str = ""
+) -> DatapathChoice:
+    """The datapath for the daemon's pods: exclusive-eni in eni mode; ipvlan when eni_conf asks for
+    it and `ipvlan_supported()` (the kernel probe) says yes; else veth, with the reason."""
+    if mode is PoolMode.ENI:
+        why = "eni mode: each pod gets a whole ENI"
+        if virtual_type is VirtualType.IPVLAN:
+            why += " (eniip_virtual_type applies to eniip mode only)"
+        return DatapathChoice("exclusive-eni", why)
+    if virtual_type is VirtualType.VETH:
+        return DatapathChoice("veth", "eniip_virtual_type is veth (the default)")
+    try:
+        supported = ipvlan_supported()
+        problem = f"this kernel{f' ({kernel})' if kernel else ''} cannot create ipvlan links"
+    except Exception as exc:  # noqa: BLE001 - a failed probe means no ipvlan, never a failed start
+        supported = False
+        problem = f"the ipvlan probe failed: {type(exc).__name__}: {exc}"
+    if supported:
+        return DatapathChoice("ipvlan", "eniip_virtual_type is ipvlan and the kernel supports it")
+    return DatapathChoice(
+        "veth", f"eniip_virtual_type is ipvlan, but {problem} (no ipvlan module?): using veth", fallback=True
+    )

@@ -1,7 +1,9 @@
 """The daemon's transports: the CNI unix socket and the metrics endpoint.
 
 The CNI socket speaks `terwayctl.cni.protocol` (one JSON line each way per connection), one thread
-per connection. One extension for `terwayctl daemon status`: a STATUS request carrying
+per connection. Protocol 2 is a whole CNI invocation forwarded by the static shim (with the pod's
+network namespace as a passed descriptor): the daemon runs the CNI semantics (`cni.main.run`) and
+answers what the plugin prints. Protocol 1 is the typed request of `daemon status` and tools. One extension for `terwayctl daemon status`: a STATUS request carrying
 ``"detail": true`` is answered with the status document as its result (the plugin never sends
 that key, and its STATUS still gets ``result: null``).
 
@@ -22,14 +24,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from terwayctl.cni.main import run as run_invocation
 from terwayctl.cni.protocol import (
     DEFAULT_TIMEOUTS,
+    INVOCATION_PROTOCOL,
+    MAX_INVOCATION_BYTES,
+    Invocation,
+    Outcome,
     ProtocolError,
     Reply,
     Request,
     decode,
+    encode_frame,
     encode_reply,
-    recv_frame,
+    recv_frame_and_fds,
     send_frame,
 )
 from terwayctl.core.errors import InvalidInput
@@ -87,11 +95,17 @@ class SocketServer:
             worker.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        fds: list[int] = []
         try:
             with conn:
                 deadline = time.monotonic() + CONNECTION_TIMEOUT
                 try:
-                    message = decode(recv_frame(conn, deadline))
+                    frame, fds = recv_frame_and_fds(conn, deadline, MAX_INVOCATION_BYTES)
+                    message = decode(frame, MAX_INVOCATION_BYTES)
+                    if message.get("protocol") == INVOCATION_PROTOCOL:
+                        outcome = self._invoke(Invocation.from_wire(message), fds)
+                        send_frame(conn, encode_frame(outcome.to_wire(), MAX_INVOCATION_BYTES), deadline)
+                        return
                     if message.get("verb") == "STATUS" and message.get("detail") is True:
                         reply = Reply.success(self.daemon.status())
                     else:
@@ -102,8 +116,17 @@ class SocketServer:
         except (OSError, TimeoutError) as exc:
             log.warning("CNI connection failed: %s", exc)
         finally:
+            for fd in fds:
+                os.close(fd)
             with self._lock:
                 self._workers.discard(threading.current_thread())
+
+    def _invoke(self, invocation: Invocation, fds: list[int]) -> Outcome:
+        """Run the CNI semantics for one forwarded invocation. The pod's namespace is entered
+        through the descriptor the shim passed (`/proc/<pid>/fd/<n>`, a path child processes such
+        as tc can open too), so it need not exist in this daemon's mount namespace."""
+        handle = f"/proc/{os.getpid()}/fd/{fds[0]}" if invocation.netns_fd and fds else ""
+        return run_invocation(invocation.env, invocation.stdin, self.daemon.handle, handle)
 
     def stop(self) -> None:
         self._stop.set()

@@ -50,7 +50,7 @@ from terwayctl.node.cluster import (
     bandwidth_annotations,
     stale_allocations,
 )
-from terwayctl.node.config import DaemonConfig, PoolMode
+from terwayctl.node.config import DaemonConfig, DatapathChoice, PoolMode, choose_datapath
 from terwayctl.node.metrics import Metrics
 from terwayctl.node.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
 from terwayctl.node.reconcile import Repairs, reconcile, spec_for_teardown
@@ -122,6 +122,8 @@ class Daemon:
         self.started_at = 0.0
         self._locks = _KeyLocks()
         self._vswitches: dict[str, VSwitchInfo] = {}
+        self.datapath_choice: DatapathChoice | None = None
+        """the datapath mode of this daemon's pods and why (chosen once, at start)"""
         self.metrics.gauges = self._gauges
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -131,6 +133,7 @@ class Daemon:
         config = self.config
         if config.node_netns and not netns.exists(config.node_netns):
             raise InvalidInput(f"node network namespace {config.node_netns} does not exist")
+        self.datapath_choice = self._choose_datapath()
         self.store = Store(config.store_path)
         self.datapath = Datapath(config.node_ns)
         try:
@@ -336,8 +339,24 @@ class Daemon:
             bandwidth=pod.bandwidth,
         )
 
+    def _choose_datapath(self) -> DatapathChoice:
+        """eni mode: exclusive-eni; eniip: eni_conf eniip_virtual_type, ipvlan only where the kernel
+        has it (probed once), else veth with one warning giving the reason."""
+        import platform
+
+        from terwayctl.kernel.datapath import ipvlan_supported
+
+        choice = choose_datapath(self.config.mode, self.config.virtual_type, ipvlan_supported, platform.release())
+        if choice.fallback:
+            log.warning("datapath %s: %s", choice.mode, choice.reason)
+        else:
+            log.info("datapath %s: %s", choice.mode, choice.reason)
+        return choice
+
     def _mode(self) -> DatapathMode:
-        return DatapathMode.EXCLUSIVE_ENI if self.config.mode is PoolMode.ENI else DatapathMode.VETH
+        if self.datapath_choice is None:  # not started (start() chooses)
+            return DatapathMode.EXCLUSIVE_ENI if self.config.mode is PoolMode.ENI else DatapathMode.VETH
+        return DatapathMode(self.datapath_choice.mode)
 
     def _add(self, request: Request, pool: Pool, store: Store, datapath: Datapath) -> Reply:
         try:
@@ -367,7 +386,7 @@ class Daemon:
                 undo.callback(store.release, ip, request.container_id)
             spec = self._spec(ip, eni, pod, mode)
             try:
-                attachment = datapath.setup_pod(request.netns, pod.owner.ifname, spec)
+                attachment = datapath.setup_pod(request.netns_handle or request.netns, pod.owner.ifname, spec)
             except (DatapathError, InvalidInput, OSError) as exc:
                 message = exc.message if isinstance(exc, TerwayctlError) else str(exc)
                 return Reply.failure(DATAPATH_FAILED, f"terway daemon: datapath setup failed: {message}", "")
@@ -414,9 +433,11 @@ class Daemon:
         record = store.allocation_of(request.container_id, request.ifname)
         if record is None or record.owner is None:
             return Reply.success()
-        if request.netns and record.owner.netns != request.netns:
+        # Tear down through the namespace the runtime names now (the shim's descriptor when passed).
+        current = request.netns_handle or request.netns
+        if current and record.owner.netns != current:
             record = IpRecord(record.ip, record.eni_id,
-                              Owner(**{**vars(record.owner), "netns": request.netns}),
+                              Owner(**{**vars(record.owner), "netns": current}),
                               record.host_ifname, record.mode, record.allocated)
         try:
             self._teardown(record)
@@ -505,6 +526,10 @@ class Daemon:
             "ready": self.ready,
             "pid": os.getpid(),
             "mode": self.config.mode.value,
+            "datapath": {
+                "mode": self.datapath_choice.mode if self.datapath_choice else "",
+                "reason": self.datapath_choice.reason if self.datapath_choice else "not started",
+            },
             "instance_id": self.config.identity.instance_id,
             "zone_id": self.config.identity.zone_id,
             "pool": {

@@ -8,6 +8,8 @@ processes (`terwayctl ipam check`) open their own connection (WAL lets them read
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import threading
 import time
@@ -43,6 +45,15 @@ CREATE TABLE IF NOT EXISTS ips (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS ips_owner ON ips(container_id, ifname) WHERE container_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    action        TEXT NOT NULL,
+    eni_id        TEXT NOT NULL DEFAULT '',
+    params        TEXT NOT NULL,
+    client_token  TEXT NOT NULL DEFAULT '',
+    pid           INTEGER NOT NULL DEFAULT 0,
+    created       REAL NOT NULL
+);
 """
 
 
@@ -77,6 +88,23 @@ class IpRecord:
     host_ifname: str = ""
     mode: str = ""
     allocated: float | None = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A mutating cloud call written down before it is sent (docs/node.md, the intent log).
+
+    `params` are the call's parameters (JSON values); `client_token` is '' for calls without one.
+    `pid` is the daemon process that wrote it: an intent of another pid was left by a crash.
+    """
+
+    id: int
+    action: str
+    eni_id: str
+    params: dict[str, object]
+    client_token: str
+    pid: int
+    created: float
 
 
 class Conflict(Exception):
@@ -146,7 +174,51 @@ class Store:
             row = self._conn.execute(query, (container_id, ifname) if ifname else (container_id,)).fetchone()
         return None if row is None else _ip_record(row)
 
+    def intents(self) -> list[Intent]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM intents ORDER BY id").fetchall()
+        return [
+            Intent(r["id"], r["action"], r["eni_id"], json.loads(r["params"]), r["client_token"], r["pid"],
+                   r["created"])
+            for r in rows
+        ]
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
     # --- writes (each one transaction) -------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def begin_intent(self, action: str, params: dict[str, object], *, eni_id: str = "", client_token: str = "") -> int:
+        """Write an intent before its call is sent; its id, for `set_intent_eni` / `end_intent`."""
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "INSERT INTO intents (action, eni_id, params, client_token, pid, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (action, eni_id, json.dumps(params, sort_keys=True), client_token, os.getpid(), time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def set_intent_eni(self, intent_id: int, eni_id: str) -> None:
+        """The ENI an intent is about, once known (CreateNetworkInterface's reply)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE intents SET eni_id = ? WHERE id = ?", (eni_id, intent_id))
+
+    def end_intent(self, intent_id: int, *, add: tuple[str, Iterable[str]] | None = None,
+                   remove: Iterable[str] = ()) -> None:
+        """Resolve an intent, with the store change it leads to, in one transaction: `add` (ENI id,
+        IPs) idle IPs the cloud confirmed, `remove` IPs the cloud no longer holds (idle ones only:
+        an allocation is kept for its DEL and dropped by reconciliation afterwards)."""
+        with self._tx() as conn:
+            if add is not None:
+                eni_id, ips = add
+                conn.executemany("INSERT OR IGNORE INTO ips (ip, eni_id) VALUES (?, ?)", [(ip, eni_id) for ip in ips])
+            conn.executemany("DELETE FROM ips WHERE ip = ? AND container_id IS NULL", [(ip,) for ip in remove])
+            conn.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
 
     def add_eni(self, eni: EniRecord, ips: Iterable[str] = ()) -> None:
         with self._tx() as conn:

@@ -10,6 +10,7 @@ and closes its sockets on exit.
 
 from __future__ import annotations
 
+import os
 import socket
 import socketserver
 import threading
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from terwayctl.cni import main as cni_main
 from terwayctl.cni import protocol
 from terwayctl.cni.protocol import Reply, Request
 from terwayctl.cni.spec import PLUGIN_NOT_AVAILABLE, TRY_AGAIN_LATER, UNKNOWN_CONTAINER
@@ -43,6 +45,7 @@ class TestDaemon:
         self.corrupt_results = False  # ADD allocates but answers a result the plugin must refuse
         self.allocations: dict[tuple[str, str], dict[str, object]] = {}
         self.requests: list[Request] = []
+        self.netns_fds_seen = 0  # invocations that came with the pod's namespace as a descriptor
         self.released: list[tuple[str, str]] = []
         self._next_host = 10
         self._lock = threading.Lock()
@@ -72,18 +75,30 @@ class TestDaemon:
     # --- the connection ---------------------------------------------------------------------
 
     def _serve(self, conn: socket.socket) -> None:
+        """Protocol 2 (what the shim and its Python twin send) runs the real CNI semantics
+        (`cni.main.run`) in-process over this fake backend, as the real daemon's server does;
+        protocol 1 requests are answered directly."""
+        fds: list[int] = []
         try:
-            if self.mode == "normal":
-                protocol.serve_connection(conn, self.handle, timeout=5.0)
-                return
-            frame = protocol.recv_frame(conn, deadline=time.monotonic() + 5.0)
-            self.requests.append(protocol.decode_request(frame))
+            frame, fds = protocol.recv_frame_and_fds(conn, time.monotonic() + 5.0, protocol.MAX_INVOCATION_BYTES)
+            message = protocol.decode(frame, protocol.MAX_INVOCATION_BYTES)
             if self.mode == "hang":
                 self._stop.wait(HANG_LIMIT)
             elif self.mode == "garbage":
                 conn.sendall(b"this is not json\n")
+            elif self.mode == "normal" and message.get("protocol") == protocol.INVOCATION_PROTOCOL:
+                invocation = protocol.Invocation.from_wire(message)
+                handle = f"/proc/{os.getpid()}/fd/{fds[0]}" if invocation.netns_fd and fds else ""
+                self.netns_fds_seen += bool(handle)
+                outcome = cni_main.run(invocation.env, invocation.stdin, self.handle, handle)
+                conn.sendall(protocol.encode_frame(outcome.to_wire(), protocol.MAX_INVOCATION_BYTES))
+            elif self.mode == "normal":
+                conn.sendall(protocol.encode_reply(self.handle(protocol.Request.from_wire(message))))
         except (OSError, protocol.ProtocolError):
-            pass  # the plugin went away: nothing to answer
+            pass  # the client went away: nothing to answer
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def handle(self, request: Request) -> Reply:
         with self._lock:

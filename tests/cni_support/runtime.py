@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terwayctl.cni.main import main
+from terwayctl.cni import client
 
 ROOT = Path(__file__).resolve().parents[2]
 CNI_PATH = "/opt/cni/bin"
@@ -98,9 +98,9 @@ def run_plugin(env: Mapping[str, str], stdin: bytes | str, timeout: float = 30.0
 
 def run_in_process(env: Mapping[str, str], stdin: bytes | str) -> Outcome:
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    out = io.StringIO()
-    code = main(env, io.BytesIO(data), out)
-    return Outcome(code, out.getvalue())
+    out, err = io.StringIO(), io.StringIO()
+    code = client.main(env, io.BytesIO(data), out, err)
+    return Outcome(code, out.getvalue(), err.getvalue())
 
 
 Runner = Callable[[Mapping[str, str], "bytes | str"], Outcome]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import ssl
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,9 +43,14 @@ class DaemonSetController:
 
 
 class KubeApiServer:
-    """ThreadingHTTPServer on 127.0.0.1:0 serving a `Store`; `stop()` closes every connection."""
+    """ThreadingHTTPServer on 127.0.0.1:0 serving a `Store`; `stop()` closes every connection.
 
-    def __init__(self, store: Store | None = None) -> None:
+    `tls`: a server-side `ssl.SSLContext` (cert and key loaded) to serve HTTPS instead of HTTP, as
+    in-cluster clients require (the handshake runs in the connection's thread, not the accept loop).
+    """
+
+    def __init__(self, store: Store | None = None, *, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.store = store or Store()
         self.controller = DaemonSetController()
         self.requests: list[tuple[str, str]] = []
@@ -57,6 +63,9 @@ class KubeApiServer:
 
     def start(self) -> KubeApiServer:
         self._httpd = _HttpServer(("127.0.0.1", 0), _Handler, self)
+        if self.tls is not None:
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="kubeapi-http", daemon=True)
         self._thread.start()
@@ -69,7 +78,7 @@ class KubeApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         if self._httpd is not None:
@@ -216,6 +225,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "terwayctl-test-kubeapi"
     disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
     server: _HttpServer
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -1,0 +1,3 @@
+module terwayctl/shim
+
+go 1.19
