@@ -1,4 +1,4 @@
-"""A burst of 100 pods on one node with a cold pool and 200 ms emulated cloud latency (DESIGN.md §5).
+"""A burst of 100 pods on one node with a cold pool and 200 ms emulated cloud latency (budget in docs/benchmarks.md).
 
 Builds a VPC in `twbench-` namespaces (router + node), starts the emulator with the VpcRouter
 datapath and `--latency-ms` on every action, runs `terwayctl daemon` as a subprocess in the node

@@ -37,8 +37,10 @@ def test_apply_creates_then_is_unchanged(cli: Cli, kube_api: RunningKubeApi) -> 
 def test_apply_configures_changes_and_diff_previews(cli: Cli, kube_api: RunningKubeApi) -> None:
     assert apply(cli, kube_api).exit_code == 0
     before = kube_api.get("v1", "ConfigMap", "eni-config", "kube-system")
+    same = apply(cli, kube_api, "--diff")
+    assert same.exit_code == 0, same.stderr  # like kubectl diff: 0 when nothing would change
     preview = apply(cli, kube_api, "--set", "pool.max_size=20", "--diff")
-    assert preview.exit_code == 0, preview.stderr
+    assert preview.exit_code == 1, preview.stderr  # 1 when something would
     assert "--- live/ConfigMap/kube-system/eni-config\n+++ applied/ConfigMap/kube-system/eni-config\n" in preview.stdout
     assert "configmap/eni-config configured (server dry run)" in preview.stdout
     assert "daemonset/terway-eniip unchanged (server dry run)" in preview.stdout
@@ -101,3 +103,13 @@ def test_bad_values(cli: Cli, kube_api: RunningKubeApi, tmp_path: Path) -> None:
 def test_apply_without_a_cluster(cli: Cli, tmp_path: Path) -> None:
     result = cli("--kubeconfig", str(tmp_path / "none"), "apply", *SETS)
     assert result.exit_code == 2 and "kubeconfig" in result.stderr
+
+
+def test_apply_honours_the_global_namespace_and_region(cli: Cli, kube_api: RunningKubeApi) -> None:
+    kube_api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "terway-test"}})
+    result = cli("--kubeconfig", str(kube_api.kubeconfig), "-n", "terway-test", "--region", "cn-hangzhou",
+                 "apply", *SETS)
+    assert result.exit_code == 0, result.stderr
+    cm = kube_api.get("v1", "ConfigMap", "eni-config", "terway-test")
+    assert '"region_id": "cn-hangzhou"' in cm["data"]["eni_conf"]
+    assert kube_api.get("apps/v1", "DaemonSet", "terway-eniip", "terway-test")["metadata"]["namespace"] == "terway-test"

@@ -105,7 +105,7 @@ def test_installed_command_end_to_end() -> None:
 
 
 def test_startup_imports_stay_lean() -> None:
-    """The CLI module must not pull heavy libraries at import time (DESIGN.md §2)."""
+    """The CLI module must not pull heavy libraries at import time (docs/architecture.md, Start-up)."""
     heavy = ["rich", "yaml", "pydantic", "aliyunsdkcore", "alibabacloud_credentials", "tenacity", "kubernetes", "pyroute2", "jinja2"]
     code = (
         "import sys, terwayctl.cli.app; "

@@ -134,3 +134,134 @@ def test_bad_eni_conf_file(cli, tmp_path: Path, content: str, message: str) -> N
     result = cli("capacity", "ecs.g6.xlarge", "--eni-conf", str(conf))
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_instance_type_names_ignore_case(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("capacity", "ECS.G7.XLARGE", "Ecs.G8i.XLarge", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert [r["name"] for r in json.loads(result.stdout)] == ["ecs.g7.xlarge", "ecs.g8i.xlarge"]
+    table = cli("capacity", "ECS.G7.XLARGE").stdout.splitlines()
+    assert table[1].split()[0] == "ecs.g7.xlarge"
+    family = json.loads(cli("capacity", "--family", "ECS.G8I", "-o", "json").stdout)
+    assert family and {r["family"] for r in family} == {"ecs.g8i"}
+
+
+def test_eighth_and_ninth_generation_types(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("capacity", "ecs.g8i.xlarge", "ecs.g9i.4xlarge", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    g8i, g9i = json.loads(result.stdout)
+    assert (g8i["enis"], g8i["ipv4_per_eni"], g8i["shared_eni_pods"], g8i["dual_stack"]) == (4, 15, 45, True)
+    assert (g9i["enis"], g9i["shared_eni_pods"], g9i["exclusive_eni_pods"]) == (8, 7 * 30, 7)
+
+
+def test_catalog_date_in_every_output(cli) -> None:  # type: ignore[no-untyped-def]
+    assert "embedded catalog 2026-11" in cli("capacity", "ecs.g8i.xlarge").stdout.splitlines()[-2]
+    assert json.loads(cli("capacity", "ecs.g8i.xlarge", "-o", "json").stdout)[0]["catalog_date"] == "2026-11"
+    assert yaml.safe_load(cli("capacity", "ecs.g8i.xlarge", "-o", "yaml").stdout)[0]["catalog_date"] == "2026-11"
+    (row,) = csv.DictReader(io.StringIO(cli("capacity", "ecs.g8i.xlarge", "-o", "csv").stdout))
+    assert row["catalog_date"] == "2026-11"
+    assert cli("capacity", "--explain", "ecs.g8i.xlarge").stdout.startswith("ecs.g8i.xlarge (embedded catalog 2026-11)")
+
+
+def test_mode_prefix_table(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("capacity", "ecs.g8a.xlarge", "ecs.g8i.xlarge", "--mode", "prefix")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["TYPE", "vCPU", "MEM-GiB", "ENIs", "IPv4/ENI", "IPv6/ENI", "PREFIX", "DUAL-STACK", "MAX-PODS"]
+    assert lines[1].split()[-3:] == ["896", "yes", "898"]
+    assert lines[2].split()[-3:] == ["?", "yes", "?"]
+    assert "ecs.g8i.xlarge: prefix unknown: EniTotalQuantity" in result.stdout
+
+
+def test_eni_conf_enable_ip_prefix_and_erdma(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    conf = tmp_path / "eni_conf.json"
+    conf.write_text(json.dumps({"enable_ip_prefix": True, "ipv4_prefix_count": 4, "enable_erdma": True}))
+    table = cli("capacity", "ecs.g8a.xlarge", "--eni-conf", str(conf)).stdout.splitlines()
+    assert "PREFIX" in table[0].split()
+    (row,) = json.loads(cli("capacity", "ecs.g8a.xlarge", "--eni-conf", str(conf), "-o", "json").stdout)
+    assert (row["erdma_enis"], row["shared_eni_pods"], row["prefix_pods"]) == (1, 2 * 15, 896)
+    assert (row["max_pods_mode"], row["max_pods"]) == ("prefix", 898)
+
+
+def test_explain_names_every_formula_and_source(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("capacity", "--explain", "ECS.G8A.XLARGE")
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    assert "trunk member ENIs = EniTotalQuantity - EniQuantity = 5 - 4 = 1" in text
+    assert "member-ENI limit = EniTotalQuantity - 2 = 5 - 2 = 3" in text
+    assert "(15 - 1) x 16 x (5 - 1) = 896" in text
+    assert "eni_total_quantity = 5  [api:cloud-barista/cm-beetle" in text
+    assert "eni_trunk_supported = true  [api:" in text
+    g8i = cli("capacity", "--explain", "ecs.g8i.xlarge").stdout
+    assert "eni_quantity = 4  [currentdoc:" in g8i
+    assert "eni_total_quantity = unknown  [no source]" in g8i
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param('{"min_eni": 5, "max_eni": 2}', "min_eni 5 is more than max_eni 2", id="min-above-max"),
+        pytest.param('{"enable_ip_prefix": "yes"}', "enable_ip_prefix must be true or false", id="prefix-not-bool"),
+        pytest.param('{"ipv4_prefix_count": -1}', "ipv4_prefix_count must be 0 or positive", id="negative-prefixes"),
+        pytest.param('{"enable_erdma": "true"}', "enable_erdma must be true or false", id="erdma-string"),
+        pytest.param('{"eni_cap_shift": -999}', "eni_cap_shift must be between", id="shift-range"),
+    ],
+)
+def test_bad_capacity_keys_exit_2_with_hint(cli, tmp_path: Path, content: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    conf = tmp_path / "eni_conf.json"
+    conf.write_text(content)
+    result = cli("capacity", "ecs.g6.xlarge", "--eni-conf", str(conf))
+    assert result.exit_code == 2
+    first, second, *_ = result.stderr.splitlines()
+    assert first.startswith("error: ") and message in first
+    assert second.startswith("hint: ")
+
+
+def _complete(words: str) -> list[str]:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("terwayctl")
+    argv = [script] if script else [sys.executable, "-m", "terwayctl"]
+    env = {**os.environ, "_TERWAYCTL_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - 1)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return done.stdout.split()
+
+
+def test_shell_completion_offers_types_and_families() -> None:
+    offered = _complete("terwayctl capacity ecs.g8i")
+    assert "ecs.g8i" in offered and "ecs.g8i.xlarge" in offered and "ecs.g8ise" in offered
+    assert all(word.startswith("ecs.g8i") for word in offered)
+    assert _complete("terwayctl capacity --family ecs.g9")[:3] == ["ecs.g9a", "ecs.g9ae", "ecs.g9h"]
+
+
+def test_one_type_does_not_parse_the_whole_catalog(cli) -> None:  # type: ignore[no-untyped-def]
+    from terwayctl.data import embedded_catalog
+
+    embedded_catalog.cache_clear()
+    assert cli("capacity", "ecs.g8i.xlarge").exit_code == 0
+    assert embedded_catalog.cache_info().currsize == 0
+    assert cli("capacity", "ecs.g8i.xlargee").exit_code == 2  # the hint needs every name
+    assert embedded_catalog.cache_info().currsize == 1
+
+
+def test_one_type_start_up_stays_lean(tmp_path: Path) -> None:
+    """`capacity TYPE` imports no JSON/YAML/rich/SDK module, no cache module (without a cache), no renderer."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from terwayctl.cli.app import run\n"
+        "assert run(['capacity', 'ecs.g8i.xlarge']) == 0\n"
+        "heavy = ('json', 'yaml', 'rich', 'aliyunsdkcore', 'kubernetes', 'terwayctl.data.cache', 'terwayctl.cli.render')\n"
+        "print('LOADED', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout

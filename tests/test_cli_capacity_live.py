@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import RunningEmulator
+from tests.fixtures.kube import RunningKubeApi
 
 Cli = Callable[..., CliResult]
 
@@ -64,3 +65,41 @@ def test_region_from_the_profile_selects_the_cache(cli: Cli, keys: RunningEmulat
     )
     rows = json.loads(cli("capacity", "ecs.g6.xlarge", "-o", "json").stdout)
     assert rows[0]["source"].startswith("cache cn-hangzhou")
+
+
+def test_live_eighth_generation_through_the_emulator(cli: Cli, keys: RunningEmulator) -> None:
+    """The README's own example: the emulator serves the embedded 1,468-type catalog."""
+    result = cli("--endpoint", keys.url, "--region", keys.region, "capacity", "--live", "ECS.G8I.XLARGE")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1].split()[:7] == ["ecs.g8i.xlarge", "4", "16", "4", "15", "15", "45"]
+    today = datetime.now(UTC).date().isoformat()
+    assert f"source: live cn-hangzhou (figures as of {today})" in result.stdout
+
+
+def test_live_supplies_eni_total_quantity_for_prefix_mode(cli: Cli, keys: RunningEmulator) -> None:
+    result = cli("--endpoint", keys.url, "--region", keys.region, "capacity", "--live", "ecs.r8a.2xlarge",
+                 "--mode", "prefix", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert (row["total_enis"], row["prefix_pods"]) == (10, (15 - 1) * 16 * (10 - 1))
+    assert row["catalog_date"] == datetime.now(UTC).date().isoformat()
+
+
+def test_scenario_instance_types_ignore_case() -> None:
+    import copy
+
+    from terwayctl.emulator.world import DEFAULT_SCENARIO, parse_scenario
+
+    scenario = copy.deepcopy(DEFAULT_SCENARIO)
+    scenario["instances"][0]["type"] = "ECS.G8I.XLARGE"
+    world = parse_scenario(scenario)
+    assert world.instances[0].instance_type == "ecs.g8i.xlarge"
+
+
+def test_cluster_table_names_the_catalog_and_its_date(cli: Cli, kube_api: RunningKubeApi, cloud_env: CloudEnv) -> None:
+    from tests.test_cluster_capacity import seed
+
+    seed(kube_api)
+    result = cli("--kubeconfig", str(kube_api.kubeconfig), "capacity", "--cluster")
+    assert result.exit_code == 0, result.stderr
+    assert "instance types from: embedded catalog 2026-11" in result.stdout

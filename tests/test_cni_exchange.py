@@ -19,7 +19,6 @@ from tests.cni_support.daemon import TestDaemon
 from tests.cni_support.runtime import (
     CONTAINER_ID,
     ROOT,
-    ConflistRuntime,
     Outcome,
     Runner,
     assert_error,
@@ -27,7 +26,6 @@ from tests.cni_support.runtime import (
     netconf,
     run_in_process,
     run_plugin,
-    terway_conflist,
 )
 
 RUNNERS: dict[str, Runner] = {"in-process": run_in_process, "subprocess": run_plugin}
@@ -155,31 +153,6 @@ def test_add_with_an_unusable_result_is_rolled_back(daemon: TestDaemon, netns: s
     outcome = run_in_process(cni_env("ADD", netns=netns), json.dumps(netconf("0.4.0", daemon.socket_path)))
     assert "invalid result" in assert_error(outcome, 5, "0.4.0")["msg"]
     assert [r.verb for r in daemon.requests] == ["ADD", "DEL"]
-    assert daemon.allocations == {}
-
-
-# --- as the first plugin of a conflist -----------------------------------------------------------
-
-
-@pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
-def test_first_plugin_of_a_conflist_with_bandwidth_and_portmap(daemon: TestDaemon, netns: str, version: str) -> None:
-    runtime = ConflistRuntime(
-        terway_conflist(version, daemon.socket_path),
-        run_plugin,
-        runtime_config={"bandwidth": {"ingressRate": 8_000_000, "ingressBurst": 80_000}, "portMappings": [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}]},
-    )
-    env = cni_env("ADD", netns=netns)
-    final = ok(runtime.add(env)).json
-    # bandwidth added its ifb device to the chain's result; the cached result goes to CHECK and DEL.
-    assert [i["name"] for i in final["interfaces"]] == ["eth0", "bwp5f1e0a9c3b7d"]
-    assert daemon.requests[0].prev_result is None  # first in the chain: no prevResult on ADD
-    assert daemon.requests[0].runtime_config == {"bandwidth": {"ingressRate": 8_000_000, "ingressBurst": 80_000}}
-    ok(runtime.check(cni_env("CHECK", netns=netns)))
-    checked = daemon.requests[1].prev_result or {}
-    assert [i["name"] for i in checked["interfaces"]] == ["eth0", "bwp5f1e0a9c3b7d"]  # type: ignore[attr-defined]
-    ok(runtime.delete(cni_env("DEL", netns=netns)))
-    ok(runtime.delete(cni_env("DEL", netns=netns)))  # the runtime retries DEL: still fine
-    assert runtime.calls[-3:] == [("DEL", "portmap"), ("DEL", "bandwidth"), ("DEL", "terway")]
     assert daemon.allocations == {}
 
 

@@ -192,3 +192,35 @@ def test_daemon_refuses_settings_it_cannot_honour(vpc_lab: Lab, key: str, value:
     assert f"error: {node.dir / 'eni_conf.json'}: {error}" in done.stderr
     assert "hint: " in done.stderr
     assert not node.socket.exists()
+
+
+def test_daemon_uses_ipvlan_where_the_kernel_has_it(vpc_lab: Lab) -> None:
+    if not ipvlan_supported():
+        pytest.skip("this kernel has no ipvlan (ip link add type ipvlan: Unknown device type)")
+    node = vpc_lab.node(0)
+    env = cloud_environ(vpc_lab.url)
+    _spawn(node, {**ENI_CONF, "eniip_virtual_type": "ipvlan"}, env)
+    pod = node.pod("web")
+    added = node.cni("ADD", pod)
+    assert added.code == 0, added.out
+    (eth0,) = ip_json(pod.ns, "-d", "link", "show", "eth0")
+    assert eth0["linkinfo"]["info_kind"] == "ipvlan"  # type: ignore[index]
+    doc = json.loads(_status(node, env, "-o", "json").stdout)
+    assert doc["datapath"] == {"mode": "ipvlan", "reason": "eniip_virtual_type is ipvlan and the kernel supports it"}
+    assert node.cni("DEL", pod).code == 0
+    assert [link["ifname"] for link in ip_json(pod.ns, "link", "show")] == ["lo"]
+
+
+def test_profile_flag_beats_credential_path_but_its_environment_variable_does_not(vpc_lab: Lab) -> None:
+    node = vpc_lab.node(0)
+    missing = node.dir / "no-credentials"
+    conf = {**ENI_CONF, "credential_path": str(missing)}
+    env = {k: v for k, v in cloud_environ(vpc_lab.url).items() if k != "ALIBABA_CLOUD_CLI_PROFILE_DISABLED"}
+    env["HOME"] = str(node.dir)  # no ~/.aliyun/config.json there
+    by_env = _run_daemon(node, conf, {**env, "ALIBABA_CLOUD_PROFILE": "other"})
+    assert by_env.returncode == 2, by_env.stderr
+    assert f"error: credential directory {missing} (eni_conf credential_path) does not exist" in by_env.stderr
+    without_keys = {k: v for k, v in env.items() if not k.startswith("ALIBABA_CLOUD_ACCESS_KEY")}
+    by_flag = _run_daemon(node, conf, without_keys, "--profile", "other")
+    assert by_flag.returncode == 2, by_flag.stderr
+    assert "error: profile 'other' asked for, but there is no aliyun CLI config" in by_flag.stderr

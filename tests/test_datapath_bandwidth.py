@@ -1,4 +1,4 @@
-"""tc tbf bandwidth on the veth pair: parameters as DESIGN.md says, and a real iperf3 measurement."""
+"""tc tbf bandwidth on the veth pair: parameters as docs/datapath.md says, and a real iperf3 measurement."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Shared-ENI veth datapath against real namespaces: routes, rules, neighbours, tables, sysctls
-exactly as DESIGN.md §3 says; connectivity; idempotency; rollback; teardown."""
+exactly as Terway lays it out (docs/datapath.md); connectivity; idempotency; rollback; teardown."""
 
 from __future__ import annotations
 

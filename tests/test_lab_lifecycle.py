@@ -63,6 +63,35 @@ def test_exclusive_eni_mode(make_lab: Callable[..., RunningLab]) -> None:
     assert lab.ping("node1", ip)
 
 
+def test_external_daemon_node_and_its_metadata_service(make_lab: Callable[..., RunningLab]) -> None:
+    lab = make_lab(nodes=2, external_daemons=("node1",))
+    result = status(lab.name)
+    assert [(n.name, n.external, n.ready) for n in result.nodes] == [("node1", True, False), ("node2", False, True)]
+    assert result.healthy  # an external daemon does not count
+    assert "external" in lab.cli("status").stdout
+    topo = LabDir(lab.name).topology()
+    node1 = topo.node("node1")
+    expected = {"instance-id": node1.instance_id, "zone-id": node1.zone, "vswitch-id": node1.vswitch_id,
+                "region-id": topo.region, "instance/instance-type": topo.instance_type}
+    for key, value in expected.items():
+        got = lab.exec("node1", "curl", "-s", "-f", "-m", "2", f"http://100.100.100.200/latest/meta-data/{key}")
+        assert (got.code, got.stdout) == (0, value), key
+    token = lab.exec("node1", "curl", "-s", "-f", "-X", "PUT", "http://100.100.100.200/latest/api/token")
+    assert token.code == 0 and token.stdout
+    assert lab.exec("node1", "curl", "-s", "-f", "http://100.100.100.200/latest/meta-data/nope").code != 0
+    # node2's service answers for node2
+    node2 = lab.exec("node2", "curl", "-s", "-m", "2", "http://100.100.100.200/latest/meta-data/instance-id")
+    assert node2.stdout == topo.node("node2").instance_id
+    assert lab.pod("p", "node2")  # the lab's own daemon still serves node2
+
+
+def test_external_daemon_must_name_a_node() -> None:
+    from terwayctl.core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="--external-daemon names no node"):
+        build_topology(LabSpec(name="x", nodes=1, external_daemons=("node2",)))
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["up", "--name", "Bad-Name"], "invalid lab name"),
     (["up", "--name", "ok", "--nodes", "0"], "--nodes must be 1 to 8"),

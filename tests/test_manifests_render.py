@@ -135,11 +135,15 @@ def test_host_port_chains_portmap_with_symmetric_routing() -> None:
     assert plugins[1] == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
 
 
-def test_bandwidth_chains_bandwidth_plugin() -> None:
+def test_bandwidth_is_owned_by_the_terway_plugin() -> None:
+    """One owner (docs/cni.md): terway declares the capability and shapes; no chained bandwidth."""
     plugins = json.loads(config(objects("bandwidth=true"))["10-terway.conflist"])["plugins"]
-    assert plugins[1:] == [{"type": "bandwidth", "capabilities": {"bandwidth": True}}]
+    assert plugins == [{"type": "terway", "capabilities": {"bandwidth": True}}]
     both = json.loads(config(objects("bandwidth=true", "host_port=true"))["10-terway.conflist"])["plugins"]
-    assert [p["type"] for p in both] == ["terway", "bandwidth", "portmap"]
+    assert [p["type"] for p in both] == ["terway", "portmap"]
+    assert both[0]["capabilities"] == {"bandwidth": True}
+    without = json.loads(config(objects())["10-terway.conflist"])["plugins"]
+    assert without == [{"type": "terway"}]
 
 
 def test_eni_mode_renders_terway_eni() -> None:

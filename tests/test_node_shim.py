@@ -42,7 +42,7 @@ def test_the_shim_passes_a_namespace_the_daemon_cannot_see(vpc_lab: Lab, tmp_pat
     added = _private_netns_run(node, "ADD", pod, hidden)
     assert added.returncode == 0, added
     result = json.loads(added.stdout)
-    assert result["interfaces"][0]["sandbox"] == str(hidden / "podns")  # the path the runtime named
+    assert result["interfaces"][result["ips"][0]["interface"]]["sandbox"] == str(hidden / "podns")  # as named
     assert not (hidden / "podns").exists()  # not in this (the daemon's) mount namespace
     with nsmod.iproute(pod.ns) as nl:
         addresses = [m.get_attr("IFA_ADDRESS") for m in nl.get_addr(family=2)]

@@ -109,7 +109,7 @@ def lab() -> Iterator[Lab]:
 
 
 @contextlib.contextmanager
-def api_server(work: Path, node_ns: str) -> Iterator[Any]:
+def api_server(work: Path, node_ns: str) -> Iterator[tuple[Any, Any]]:
     """The HTTPS test API server, also on 127.0.0.1:<port> inside the node namespace."""
     from terwayctl.lab.supervisor import EndpointProxy
     from tests.image_support.tls import self_signed
@@ -122,8 +122,7 @@ def api_server(work: Path, node_ns: str) -> Iterator[Any]:
         for ns in ("kube-system", "default"):
             server.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         proxy = EndpointProxy(node_ns, server.port)
-        server.cert = cert
-        yield server
+        yield server, cert
     finally:
         if proxy is not None:
             proxy.stop()
@@ -163,6 +162,21 @@ def wait_ready(kubelet: Any) -> dict[str, Any]:
                 f"{kubelet.logs('terway')[-4000:]}")
 
 
+def _assert_reproducible(shim: Path) -> None:
+    """The image's shim is byte for byte what `terwayctl.cni.shim.ensure_built` builds here, when
+    this machine's Go is the one the image was built with (the build is offline and reproducible)."""
+    from terwayctl.cni.shim import ensure_built
+
+    def go_of(binary: Path) -> str:
+        done = subprocess.run(["go", "version", str(binary)], capture_output=True, text=True, check=False)
+        return done.stdout.rsplit(":", 1)[-1].strip()
+
+    host_go = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=False).stdout.strip()
+    if go_of(shim) != host_go:
+        return
+    assert shim.read_bytes() == ensure_built().read_bytes(), "the image's shim differs from ensure_built()'s"
+
+
 def allocations(kubelet: Any) -> list[dict[str, Any]]:
     done = kubelet.exec("terway", ["terwayctl", "daemon", "status", "-o", "json"])
     assert done.returncode == 0, done.stderr
@@ -180,14 +194,14 @@ def test_packaged_node_runs_a_container_through_the_shim(node_image: str, lab: L
     host = NodeHost(name="node1", netns=node1["namespace"], root=tmp_path / "host")
     manifests = render(lab, node_image)
     kubelet = runtime = None
-    with api_server(tmp_path, host.netns) as api:
+    with api_server(tmp_path, host.netns) as (api, cert):
         try:
             for obj in manifests:
                 if obj["kind"] in ("ConfigMap", "DaemonSet", "ServiceAccount"):
                     api.create(obj)
             api.create(seed_node("node1", "ecs.g7.xlarge", node1["zone"]))
             kubelet = MiniKubelet(
-                image_podman(), host, manifests, ApiAccess("127.0.0.1", api.port, api.cert.cert), tmp_path / "kubelet",
+                image_podman(), host, manifests, ApiAccess("127.0.0.1", api.port, cert.cert), tmp_path / "kubelet",
                 secrets={SECRET_NAME: {"access_key": "emulator", "access_secret": "emulator"}},
             )
 
@@ -197,11 +211,14 @@ def test_packaged_node_runs_a_container_through_the_shim(node_image: str, lab: L
             shim = bin_dir / "terway"
             kind = subprocess.run(["file", "-L", str(shim)], capture_output=True, text=True, check=True).stdout
             assert "statically linked" in kind, kind
-            for plugin in ("portmap", "bandwidth"):
-                assert os.access(bin_dir / plugin, os.X_OK), sorted(os.listdir(bin_dir))
+            _assert_reproducible(shim)
+            assert os.access(bin_dir / "portmap", os.X_OK), sorted(os.listdir(bin_dir))
             conflist = json.loads((conf_dir / "10-terway.conflist").read_text())
-            assert [p["type"] for p in conflist["plugins"]][0] == "terway"
-            assert {"portmap", "bandwidth"} <= {p["type"] for p in conflist["plugins"]}
+            rendered = next(o for o in manifests if o["kind"] == "ConfigMap")["data"]["10-terway.conflist"]
+            assert conflist == json.loads(rendered)
+            assert conflist["plugins"][0]["type"] == "terway"
+            assert [p["type"] for p in conflist["plugins"]] == ["terway", "portmap"]  # terway shapes itself
+            assert conflist["plugins"][0]["capabilities"] == {"bandwidth": True}
             leftovers = [p.name for d in (bin_dir, conf_dir) for p in d.iterdir() if p.name.startswith(".")]
             assert leftovers == [], leftovers
 
@@ -209,12 +226,13 @@ def test_packaged_node_runs_a_container_through_the_shim(node_image: str, lab: L
             kubelet.start_containers()
             status = wait_ready(kubelet)
             assert status["instance_id"] == node1["instance_id"], status
-            assert status["zone"] == node1["zone"], status
+            assert status["zone_id"] == node1["zone"], status
 
             # --- a real runtime on the node runs a container through the shim --------------------
             runtime = NodeRuntime(tmp_path / "runtime", host.netns, host.root)
-            seen = runtime.sh(f"ls {' '.join(str(p) for p in runtime.hidden)} /var/run/eni")
-            assert seen.stdout.split() == ["eni.socket"], (seen.stdout, seen.stderr)  # only the daemon's socket
+            hidden = runtime.sh(f"find {' '.join(str(p) for p in runtime.hidden)} -mindepth 1")
+            assert hidden.returncode == 0 and hidden.stdout == "", (hidden.stdout[:500], hidden.stderr)
+            assert runtime.sh("ls -A /var/run/eni").stdout.split() == ["eni.socket"]  # the daemon container's
             rootfs = busybox_rootfs(tmp_path / "rootfs")
             peer = terwayctl("lab", "pod", "add", "peer", "--node", "node2", "--name", lab.name, "-o", "json",
                              env=lab.env)
@@ -227,6 +245,12 @@ def test_packaged_node_runs_a_container_through_the_shim(node_image: str, lab: L
             ip = addr.split("inet ", 1)[1].split("/", 1)[0]
             owned = {a["ip"]: a for a in allocations(kubelet)}
             assert ip in owned, (ip, owned)
+            # the pod's namespace is a bind mount in the runtime's private mount namespace only: the
+            # daemon wired it through the descriptor the shim passed, not by its path
+            sandbox = runtime.podman.run(["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", name]).stdout.strip()
+            assert sandbox.startswith("/run/netns/"), sandbox
+            assert runtime.sh(f"test -e {sandbox}").returncode == 0
+            assert kubelet.exec("terway", ["test", "-e", sandbox]).returncode != 0, sandbox
             ping = runtime.podman.run(["exec", name, "ping", "-c", "2", "-W", "2", peer_ip], check=False)
             assert ping.returncode == 0, ping.stdout + ping.stderr
             assert in_ns(host.netns, "ip", "rule", "show").count(f"{ip} ") >= 1

@@ -47,7 +47,11 @@ def apply(
     wait: Annotated[bool, typer.Option("--wait", help="Follow the DaemonSet rollout until its pods are ready.")] = False,
     timeout: Annotated[str, typer.Option("--timeout", help="How long --wait waits, e.g. 90s or 5m.")] = DEFAULT_TIMEOUT,
 ) -> int:
-    """Render the Terway manifests and server-side apply them to the cluster."""
+    """Render the Terway manifests and server-side apply them to the cluster.
+
+    With --diff the exit status is that of kubectl diff: 0 when nothing would change, 1 when
+    something would."""
+    from terwayctl.cli.manifest import global_values
     from terwayctl.kube.apply import ApplyOptions, apply_objects
     from terwayctl.kube.client import connect
     from terwayctl.manifests import render_objects
@@ -55,13 +59,15 @@ def apply(
 
     options = global_options(ctx)
     seconds = parse_duration(timeout)
-    rendered = render_objects(load_values(values, list(set_ or [])))
+    rendered = render_objects(load_values(values, [*global_values(ctx), *(set_ or [])]))
     mode = dry_run.value if dry_run is not None else ("server" if diff else None)
     apply_options = ApplyOptions(dry_run=mode, force_conflicts=force_conflicts, diff=diff,
                                  default_namespace=options.namespace)
     with connect(options.kubeconfig, options.context) as kube:
         results = apply_objects(kube, rendered, apply_options)
         print_apply_results(sys.stdout, results, mode, diff)
+        if diff:
+            return 1 if any(r.action != "unchanged" for r in results) else 0
         daemonsets = [r for r in results if r.kind == "DaemonSet"]
         if not wait or mode is not None or not daemonsets:
             return 0

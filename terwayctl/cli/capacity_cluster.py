@@ -37,7 +37,10 @@ def cluster_capacity_command(ctx: typer.Context, output: TabularOutput) -> None:
     notes = _lookup_live_types(options, unknown, types, sources)
     rows = cluster_capacity(records, types, mode, sources)
     if output is TabularOutput.table:
-        print_cluster_capacity_table(sys.stdout, rows, mode, notes)
+        catalog_line = catalog.source
+        if catalog.date and catalog.date not in catalog.source:
+            catalog_line += f" (figures as of {catalog.date})"
+        print_cluster_capacity_table(sys.stdout, rows, mode, [*notes, f"instance types from: {catalog_line}"])
     else:
         emit_structured(rows, output.value)
 

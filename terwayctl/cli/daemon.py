@@ -193,9 +193,10 @@ def _run(
     from terwayctl.node.service import Daemon
 
     # region: --region, else eni_conf region_id, else ALIBABA_CLOUD_REGION_ID, the profile, metadata.
-    # credentials: --profile, else eni_conf credential_path (re-read when kubelet updates the Secret;
-    # a missing or empty file is an error, never a fallback), else the environment, the profile
-    # (ALIBABA_CLOUD_PROFILE or the file's current one), the ECS RAM role. docs/node.md has the table.
+    # credentials: eni_conf credential_path (re-read when kubelet updates the Secret; a missing or
+    # empty file is an error, never a fallback) unless --profile is on the command line; else the
+    # chain of every command: environment, profile (--profile, ALIBABA_CLOUD_PROFILE, the file's
+    # current one), the ECS RAM role. docs/node.md has the table.
     region = options.region if "region" in explicit else (config.region_id or options.region)
     use_profile = "profile" in explicit or config.credential_path is None
     client = build_client(region=region, profile=options.profile if use_profile else None, endpoint=options.endpoint,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
@@ -30,6 +31,7 @@ DEFAULT_CNI_BIN_DIR = Path("/opt/cni/bin")
 DEFAULT_SOCKET = Path("/var/run/eni/eni.socket")
 
 MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
+COLORS = {"ok": "32", "warn": "33", "fail": "31"}
 SCOPE_HELP = "cloud, node, cluster or all (repeatable)."
 
 
@@ -111,12 +113,18 @@ def doctor(
         raise InvalidInput("--low-ips must be >= 0, --event-window > 0 and --probe-timeout in (0, 30]")
     _check_netns("--netns", netns)
     _check_netns("--probe-from", probe_from)
+    conf_origin = _origin(ctx, "eni_conf", "--eni-conf", ENV_ENI_CONF)
+    if eni_conf is not None and conf_origin == "--eni-conf" and not eni_conf.exists():
+        raise InvalidInput(f"--eni-conf {eni_conf}: no such file", hint="give the eni_conf JSON or the eni-config "
+                                                                        "ConfigMap")
     options = DoctorOptions(
         scopes=_scopes(scope),
         check_ids=tuple(check or ()),
         netns=netns,
         eni_conf_file=eni_conf,
-        instance_ids=tuple(instance_id or ()),
+        eni_conf_origin=conf_origin,
+        instance_ids=tuple(i for value in instance_id or () for i in value.split()),
+        instance_ids_origin=_origin(ctx, "instance_id", "--instance-id", ENV_INSTANCE_ID),
         cni_conf_dir=cni_conf_dir,
         cni_bin_dir=cni_bin_dir,
         socket=socket_path,
@@ -134,11 +142,20 @@ def doctor(
                          region=g.region, profile=g.profile, endpoint=g.endpoint)
     report = run(options, inputs)
     if output is Output.table:
-        print_report(sys.stdout, report)
+        print_report(sys.stdout, report, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     else:
         emit_structured(report_rows(report), output.value)
     if report.failed:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _origin(ctx: typer.Context, name: str, flag: str, variable: str) -> str:
+    """The flag when the value came from the command line, the variable's name when from the environment."""
+    try:
+        source = ctx.get_parameter_source(name)
+    except Exception:  # noqa: BLE001 - an older click: assume the flag
+        return flag
+    return variable if source is not None and source.name == "ENVIRONMENT" else flag
 
 
 def report_rows(report: Report) -> list[dict[str, Any]]:
@@ -146,15 +163,24 @@ def report_rows(report: Report) -> list[dict[str, Any]]:
              "evidence": list(f.evidence), "fix": f.fix} for f in report.findings]
 
 
-def print_report(out: TextIO, report: Report) -> None:
+def print_report(out: TextIO, report: Report, *, color: bool = False) -> None:
+    """One line per check, its evidence and fix, and the summary; ✓ green, ! yellow, ✗ red on a terminal."""
     lines = []
     for f in report.findings:
-        lines.append(f"{MARKS[f.status.value]} {f.check_id}: {f.title}")
+        mark = MARKS[f.status.value]
+        if color and f.status.value in COLORS:
+            mark = f"\033[{COLORS[f.status.value]}m{mark}\033[0m"
+        lines.append(f"{mark} {f.check_id}: {f.title}")
         prefix = "skipped: " if f.status.value == "skip" else ""
         lines += [f"    {prefix if i == 0 else ''}{e}" for i, e in enumerate(f.evidence)]
         if f.fix and f.status.value in ("fail", "warn"):
             fix_lines = f.fix.splitlines()
             lines.append(f"    fix: {fix_lines[0]}")
             lines += [f"         {more}" for more in fix_lines[1:]]
-    lines.append(report.summary().line())
+    summary = report.summary()
+    line = summary.line()
+    if color:
+        code = "31" if summary.fail else "33" if summary.warn else "32"
+        line = f"\033[{code}m{line}\033[0m"
+    lines.append(line)
     out.write("\n".join(lines) + "\n")

@@ -25,17 +25,24 @@ def check(
     state_dir: Annotated[Path, typer.Option(help="The daemon's state directory.")] = Path("/var/lib/cni/terway"),
     node_netns: Annotated[Optional[str], typer.Option(help="Network namespace of the node (default: the current one).")] = None,  # noqa: UP045
     mode: Annotated[str, typer.Option(help="The daemon's mode: eniip or eni.")] = "eniip",
+    repair: Annotated[bool, typer.Option("--repair", help="Make the running daemon reconcile now, then check.")] = False,
     output: OutputOption = Output.table,
 ) -> None:
-    """Compare store, kernel and cloud; print every mismatch and exit 1 when there is any."""
+    """Compare store, kernel and cloud; print every mismatch and exit 1 when there is any.
+
+    Differences explained by a cloud call of the daemon in flight are not reported; each mismatch says
+    what the daemon's reconciliation does about it, and when it runs next.
+    """
     from terwayctl.cloud.session import client_from_options
-    from terwayctl.node.check import check
+    from terwayctl.node.check import check, request_repair
     from terwayctl.node.config import STORE_FILE, PoolMode
 
     try:
         pool_mode = PoolMode(mode)
     except ValueError:
         raise InvalidInput(f"--mode must be eniip or eni, got {mode!r}") from None
+    if repair:
+        request_repair(state_dir / STORE_FILE, timeout=60.0)
     with client_from_options(global_options(ctx)) as client:
         report = check(state_dir / STORE_FILE, node_netns or "/proc/self/ns/net", client, instance_id, pool_mode)
     if output is Output.json:
@@ -47,8 +54,14 @@ def check(
     else:
         out = sys.stdout
         out.write(f"store: {report.enis} ENIs, {report.ips} IPs, {report.allocations} allocations\n")
+        if report.in_flight:
+            out.write(f"in flight (not compared): {', '.join(report.in_flight)}\n")
         if report.mismatches:
-            write_table(out, ["KIND", "SUBJECT", "DETAIL"], [[m.kind, m.subject, m.detail] for m in report.mismatches])
-        out.write(f"{len(report.mismatches)} mismatch(es)\n" if report.mismatches else "store, kernel and cloud agree\n")
+            write_table(out, ["KIND", "SUBJECT", "DETAIL", "REPAIR"],
+                        [[m.kind, m.subject, m.detail, m.repair] for m in report.mismatches])
+            when = f"; the daemon's next reconciliation: {report.next_repair}" if report.next_repair else ""
+            out.write(f"{len(report.mismatches)} mismatch(es){when} ('ipam check --repair' runs it now)\n")
+        else:
+            out.write("store, kernel and cloud agree\n")
     if not report.ok:
         raise typer.Exit(1)

@@ -37,7 +37,7 @@ def render(
     """Render the Terway install manifests (RBAC, eni-config, DaemonSet) from validated values."""
     from terwayctl.manifests import InvalidValues, load_values, render_files, render_yaml
 
-    sets = [*_global_values(ctx), *(set_ or [])]
+    sets = [*global_values(ctx), *(set_ or [])]
     try:
         loaded = load_values(values, sets)
     except InvalidValues as exc:
@@ -56,7 +56,7 @@ def render(
         print(f"warning: {stale} is not part of this render; remove it before applying the directory", file=sys.stderr)
 
 
-def _global_values(ctx: typer.Context) -> list[str]:
+def global_values(ctx: typer.Context) -> list[str]:
     """`--namespace` and `--region` given on the command line become values (before --set)."""
     root = ctx.find_root()
     options = global_options(ctx)

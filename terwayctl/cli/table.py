@@ -1,7 +1,7 @@
 """Plain aligned columns, kubectl style, for table output.
 
 Rich would take ~17 ms to import and ~0.5 s to lay out the whole 941-row catalog; a table of
-plain strings needs neither, so `capacity` keeps within its start-up budget (DESIGN.md §5).
+plain strings needs neither, so `capacity` keeps within its start-up budget (docs/benchmarks.md).
 """
 
 from __future__ import annotations

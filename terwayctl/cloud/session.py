@@ -85,10 +85,10 @@ def build_client(
     regional endpoints are used over HTTPS. `environ` defaults to os.environ; `metadata` to the
     instance metadata service as the environment configures it.
 
-    Credentials, first found wins: `provider`; the explicit `access_key_id`/`_secret`; an explicit
-    `profile` (--profile); `credential_path` (the daemon's eni_conf credential_path: files re-read
-    when they change, InvalidInput naming the file when one is missing or empty); then the chain of
-    `resolve_credentials` (environment, profile file, ECS RAM role).
+    Credentials: `provider` when given; else `credential_path` (the daemon's eni_conf
+    credential_path: files re-read when they change, InvalidInput naming the file when one is
+    missing or empty) unless explicit keys or an explicit `profile` (--profile) are given; else the
+    chain of `resolve_credentials` (explicit keys, environment, profile file, ECS RAM role).
     """
     env = os.environ if environ is None else environ
     service = metadata or MetadataService.from_environ(env)

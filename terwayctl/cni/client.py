@@ -25,7 +25,13 @@ import socket
 import time
 
 from terwayctl.cni import protocol
-from terwayctl.cni.spec import DECODE_FAILURE, IO_FAILURE, LATEST_VERSION, PLUGIN_NOT_AVAILABLE, TRY_AGAIN_LATER
+from terwayctl.cni.spec import (
+    DECODE_FAILURE,
+    IO_FAILURE,
+    LATEST_VERSION,
+    PLUGIN_NOT_AVAILABLE,
+    TRY_AGAIN_LATER,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -258,7 +258,11 @@ def _check_port_mapping(index: int, mapping: object) -> None:
 
 
 def _valid_attachments(config: Mapping[str, object]) -> list[dict[str, str]]:
-    value = config.get(VALID_ATTACHMENTS_KEY, [])
+    if VALID_ATTACHMENTS_KEY not in config:
+        # An absent list is not an empty one: GC would release every attachment of this network.
+        raise CNIError(INVALID_CONFIG, f"GC needs '{VALID_ATTACHMENTS_KEY}'",
+                       "the runtime lists the attachments that are still in use")
+    value = config[VALID_ATTACHMENTS_KEY]
     if not isinstance(value, list):
         raise CNIError(INVALID_CONFIG, f"'{VALID_ATTACHMENTS_KEY}' must be a list")
     attachments = []

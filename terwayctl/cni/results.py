@@ -1,7 +1,6 @@
 """CNI results: validation and conversion between spec versions, as pure functions.
 
-The daemon answers in the "current" shape, the 1.1.0 result (which is also the 1.0.0 one: the
-result types did not change between 1.0 and 1.1):
+The daemon answers in the "current" shape, the 1.1.0 result:
 
     {"interfaces": [{"name", "mac"?, "mtu"?, "sandbox"?, "socketPath"?, "pciID"?}],
      "ips": [{"address": "10.0.0.5/24", "gateway"?: "10.0.0.1", "interface"?: 0}],
@@ -11,9 +10,11 @@ result types did not change between 1.0 and 1.1):
 `to_current` lifts a result of any supported version to that shape (a prevResult given with CHECK
 or DEL); `from_current` lowers it to the version the runtime asked for:
 
-- 1.0.0 / 1.1.0: the current shape with `cniVersion` set.
-- 0.3.0 / 0.3.1 / 0.4.0: every ip gains `version: "4"|"6"`; interfaces keep only name, mac and
-  sandbox; routes keep only dst and gw (the 0.x result has no other fields).
+- 1.1.0: the current shape with `cniVersion` set.
+- 1.0.0: the same without the fields spec 1.1.0 added: interfaces keep name, mac and sandbox
+  (no mtu, socketPath, pciID), routes keep dst and gw (no mtu, advmss, priority, table, scope).
+  The reference plugins of that version (libcni types/100 before 1.1) drop them too.
+- 0.3.0 / 0.3.1 / 0.4.0: as 1.0.0, and every ip gains `version: "4"|"6"`.
 
 Empty lists and an empty `dns` are left out, as libcni does. Unknown keys are dropped.
 Validation errors are ValueError; the caller turns them into the CNI code that fits.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import socket
 
-from terwayctl.cni.spec import SUPPORTED_VERSIONS, is_legacy
+from terwayctl.cni.spec import LATEST_VERSION, SUPPORTED_VERSIONS, is_legacy
 
 # Not `from typing import TYPE_CHECKING`: importing typing would cost the plugin's start-up a few ms.
 TYPE_CHECKING = False
@@ -190,8 +191,9 @@ def from_current(result: Mapping[str, object], version: str) -> dict[str, object
     """Lower a validated current-shaped result to `version`'s format, with `cniVersion` set."""
     _require_supported(version)
     legacy = is_legacy(version)
-    iface_keys = _INTERFACE_KEYS_LEGACY if legacy else _INTERFACE_KEYS_CURRENT
-    route_keys = _ROUTE_KEYS_LEGACY if legacy else _ROUTE_KEYS_CURRENT
+    full = version == LATEST_VERSION  # the interface and route fields spec 1.1.0 added
+    iface_keys = _INTERFACE_KEYS_CURRENT if full else _INTERFACE_KEYS_LEGACY
+    route_keys = _ROUTE_KEYS_CURRENT if full else _ROUTE_KEYS_LEGACY
     interfaces = [_pick(iface, iface_keys) for iface in _list_of_objects(result, "interfaces")]
     ips: list[dict[str, object]] = []
     for ip in _list_of_objects(result, "ips"):

@@ -12,7 +12,7 @@ Three sources, three unit systems:
   ``K|KB|KIB``, ``M|MB|MIB``, ``G|GB|GIB``, ``T|TB|TIB``, ``B`` or none: ``10M`` = 10 x 2^20 B/s.
 
 Everything returns whole bytes per second (rounded up, never 0). Invalid strings raise
-`InvalidInput`. `tbf_parameters` turns a rate into the token bucket DESIGN.md prescribes.
+`InvalidInput`. `tbf_parameters` turns a rate into the token bucket Terway uses (docs/datapath.md).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ K8S_EGRESS = "kubernetes.io/egress-bandwidth"
 ALIYUN_INGRESS = "k8s.aliyun.com/ingress-bandwidth"
 ALIYUN_EGRESS = "k8s.aliyun.com/egress-bandwidth"
 
-#: tbf latency DESIGN.md prescribes, in microseconds.
+#: tbf latency Terway uses (25 ms), in microseconds.
 TBF_LATENCY_US = 25_000
 
 _K8S_MIN_BITS = 1_000  # kubelet: "resource is unreasonably small (< 1kbit)"

@@ -1,4 +1,4 @@
-"""Names and defaults shared by every layer (DESIGN.md §3)."""
+"""Names and defaults shared by every layer (Terway's and Alibaba Cloud's names and numbers)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,8 @@ class EniCaps:
 
 def parse_eni_conf_text(text: str, origin: str) -> dict[str, Any]:
     """Parse eni_conf JSON; unknown keys are kept as they are."""
+    import json  # here, not at the top: `capacity` without --eni-conf never needs it (start-up)
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -174,6 +175,8 @@ def json_style(text: str) -> tuple[int | str | None, tuple[str, str], bool]:
 def dump_like(conf: Mapping[str, Any], original: str) -> str:
     """conf as JSON in the style of `original`: key order kept, same indent and separators."""
     indent, separators, newline = json_style(original)
+    import json
+
     text = json.dumps(conf, indent=indent, separators=separators, ensure_ascii=False)
     return text + "\n" if newline else text
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from terwayctl.core.catalog import CATALOG_COLUMNS, Catalog, InstanceType, parse_catalog_csv
 from terwayctl.core.errors import InvalidInput, TerwayctlError
-from terwayctl.data import APP_DIR, cache_dir
+from terwayctl.data import CACHE_GLOB, cache_dir
 
 # A cache older than this is stale: `capacity` falls back to the embedded catalog.
 FRESH_FOR = timedelta(days=30)
@@ -216,7 +216,7 @@ def list_caches(environ: Mapping[str, str] | None = None) -> list[CacheInfo]:
     directory = cache_dir(environ)
     if not directory.is_dir():
         return found
-    for path in sorted(directory.glob("instance-types-*.csv")):
+    for path in sorted(directory.glob(CACHE_GLOB)):
         region = path.stem.removeprefix("instance-types-")
         if _REGION.match(region):
             info = _info(path, region)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from terwayctl.cloud.models import VSwitch
+from terwayctl.core.errors import InvalidInput
 from terwayctl.doctor.context import Context
-from terwayctl.doctor.model import Check, Need, Scope, Verdict, fail, ok, warn
-from terwayctl.doctor.topology import eips, nat_facts, snat_command, topology
+from terwayctl.doctor.model import Check, CheckSkipped, Need, Scope, Verdict, fail, ok, warn
+from terwayctl.doctor.topology import eips, eni_conf, load_eni_conf_file, nat_facts, snat_command, topology
 
 NEEDS = frozenset({Need.CLOUD, Need.TOPOLOGY})
 
@@ -23,6 +24,15 @@ def snat_coverage(ctx: Context) -> Verdict:
             evidence.append(f"{vsw_id} ({topo.role(vsw_id)}): does not exist in this region")
             continue
         entries = facts.covering(vsw)
+        if not entries:
+            parts, uncovered_parts = facts.partial(vsw)
+            if parts:
+                covered = ", ".join(f"{e.source_cidr} by {e.snat_entry_id} in {e.snat_table_id} (-> {e.snat_ip})"
+                                    for e in parts)
+                evidence.append(f"{vsw_id} ({topo.role(vsw_id)}, {vsw.cidr_block}, {vsw.zone_id}): only partly "
+                                f"covered: {covered}; not covered: {', '.join(uncovered_parts)}")
+                uncovered.append(vsw)
+                continue
         if entries:
             entry = entries[0]
             source = f"SourceVSwitchId {entry.source_vswitch_id}" if entry.source_vswitch_id == vsw_id else \
@@ -36,7 +46,8 @@ def snat_coverage(ctx: Context) -> Verdict:
         fix = "\n".join(snat_command(ctx, facts, v) for v in uncovered)
         pods = [v.vswitch_id for v in uncovered if "pod" in topo.role(v.vswitch_id)]
         if pods:
-            evidence.append(f"pods on {', '.join(pods)} have no internet access (Terway never masquerades pods)")
+            evidence.append(f"pods on {', '.join(pods)} (in the parts not covered) have no internet access "
+                            "(Terway never masquerades pods)")
         return fail(evidence, fix)
     return ok(*evidence)
 
@@ -129,6 +140,9 @@ def vswitch_zones(ctx: Context) -> Verdict:
     node_zones = topo.node_zones()
     evidence: list[str] = []
     problems, warnings = [], []
+    for instance_id in topo.unknown_instances:
+        problems.append(f"instance {instance_id} (from {topo.instances_origin}) does not exist in region "
+                        f"{ctx.cloud.region}: a deleted node, or the wrong region")
     for zone, ids in sorted(topo.configured.items()):
         for vsw_id in ids:
             vsw = topo.vswitches.get(vsw_id)
@@ -155,7 +169,159 @@ def vswitch_zones(ctx: Context) -> Verdict:
     return ok(*evidence)
 
 
+def eni_conf_file(ctx: Context) -> Verdict:
+    """The eni_conf file doctor was given (--eni-conf or TERWAYCTL_ENI_CONF): it parses and validates."""
+    from terwayctl.doctor.cluster import validate_eni_conf
+
+    path = ctx.options.eni_conf_file
+    if path is None:
+        raise CheckSkipped("no eni_conf file given (--eni-conf / TERWAYCTL_ENI_CONF); the cluster's eni-config is "
+                           "checked by cluster.eni-config")
+    flag = ctx.options.eni_conf_origin
+    fix = (f"repair {path} (it is the node's copy of the eni-config ConfigMap's eni_conf: kubectl -n kube-system get "
+           f"configmap eni-config -o jsonpath='{{.data.eni_conf}}' > {path})")
+    try:
+        conf = load_eni_conf_file(path, flag)
+    except InvalidInput as exc:
+        return fail([exc.message, "the cloud checks cannot know the pod vSwitches: they are skipped"], fix)
+    problems = validate_eni_conf(conf, f"{flag} {path}", security_group_required=False)
+    zones = conf.get("vswitches")
+    summary = f"{flag} {path}: {len(conf)} key(s), vswitches in {len(zones) if isinstance(zones, dict) else 0} zone(s)"
+    if problems:
+        return fail([summary, *problems], fix)
+    return ok(summary)
+
+
+def _mode(ctx: Context) -> tuple[str, str]:
+    """The Terway mode (eniip / eni) and where it was read: the DaemonSet, else the node's daemon, else assumed."""
+    try:
+        daemonset = ctx.kube.terway_daemonset()
+    except Exception:  # noqa: BLE001 - no cluster: look further
+        daemonset = None
+    if daemonset is not None:
+        return daemonset.mode, f"DaemonSet {daemonset.namespace}/{daemonset.name}"
+    try:
+        status = ctx.node.daemon_status(str(ctx.options.socket), 5.0)
+        if status.mode:
+            return status.mode, "the node daemon's STATUS"
+    except Exception:  # noqa: BLE001 - no node or no daemon
+        pass
+    return "eniip", "assumed: neither the cluster nor a node daemon says"
+
+
+def instance_types(ctx: Context) -> Verdict:
+    topo = topology(ctx)
+    conf = eni_conf(ctx)
+    settings = conf.conf if conf is not None else {}
+    mode, origin = _mode(ctx)
+    dual = str(settings.get("ip_stack") or "ipv4").lower() == "dual"
+    trunking = settings.get("enable_eni_trunking") is True
+    names = sorted({i.instance_type for i in topo.instances if i.instance_type})
+    types = {t.instance_type_id: t for t in ctx.cloud.describe_instance_types(names)}
+    wanted = [f"mode {mode} ({origin})"] + (["dual stack"] if dual else []) + (["ENI trunking"] if trunking else [])
+    evidence = [f"configured: {', '.join(wanted)}"]
+    bad: dict[str, list[str]] = {}
+    for name in names:
+        it = types.get(name)
+        holders = ", ".join(i.instance_id for i in topo.instances if i.instance_type == name)
+        if it is None or it.eni_quantity is None:
+            evidence.append(f"{name} ({holders}): unknown to DescribeInstanceTypes")
+            continue
+        problems = []
+        ips = it.eni_private_ip_quantity or 0
+        if mode == "eni":
+            if it.eni_quantity - 1 <= 6:
+                problems.append(f"exclusive ENI mode needs EniQuantity - 1 > 6, has {it.eni_quantity} - 1 = "
+                                f"{it.eni_quantity - 1} (below the ACK minimum)")
+        elif (it.eni_quantity - 1) * ips <= 11:
+            problems.append(f"shared ENI mode needs (EniQuantity - 1) x IPs per ENI > 11, has ({it.eni_quantity} - 1) "
+                            f"x {ips} = {(it.eni_quantity - 1) * ips} (below the ACK minimum)")
+        if dual and it.eni_ipv6_quantity != it.eni_private_ip_quantity:
+            problems.append(f"dual stack needs as many IPv6 as IPv4 addresses per ENI, has {it.eni_ipv6_quantity} "
+                            f"IPv6 and {ips} IPv4")
+        if trunking and not it.eni_trunk_supported:
+            problems.append("ENI trunking is on, but the type does not support trunk ENIs (EniTrunkSupported false)")
+        line = f"{name} ({holders}): EniQuantity {it.eni_quantity}, {ips} IPv4 / {it.eni_ipv6_quantity} IPv6 per ENI, " \
+               f"trunk {'yes' if it.eni_trunk_supported else 'no'}"
+        evidence.append(line + (": " + "; ".join(problems) if problems else ""))
+        if problems:
+            bad[name] = problems
+    if bad:
+        return fail(evidence, "move these nodes to a larger instance type (terwayctl capacity <type> shows what a type "
+                              f"gives): {', '.join(bad)}; or change the configured mode")
+    return ok(*evidence)
+
+
+def _creator_tag() -> str:
+    from terwayctl.node.config import ENI_CREATOR_TAG
+
+    return ENI_CREATOR_TAG
+
+
+def leaked_enis(ctx: Context) -> Verdict:
+    topo = topology(ctx)
+    tag = _creator_tag()
+    cluster = {i.instance_id for i in topo.instances}
+    region = f" --RegionId {ctx.cloud.region}" if ctx.cloud.region else ""
+    evidence: list[str] = []
+    leaks: list[str] = []
+    fixes: list[str] = []
+    enis = [e for vpc in topo.vpc_ids for e in ctx.cloud.describe_network_interfaces(vpc_id=vpc)]
+    ours = [e for e in enis if any(k == tag for k, _ in e.tags)]
+    known_instances: set[str] = set()
+    attached = sorted({e.instance_id for e in ours if e.instance_id})
+    if attached:
+        known_instances = {i.instance_id for i in ctx.cloud.describe_instances(instance_ids=attached)}
+    for eni in ours:
+        creator = next(v for k, v in eni.tags if k == tag)
+        if eni.status == "Available" and not eni.instance_id:
+            leaks.append(f"{eni.network_interface_id} ({eni.vswitch_id}, {len(eni.private_ips)} IP(s)): Available, "
+                         f"created by the daemon of {creator or '?'} ({tag}), attached to nothing")
+            fixes.append(f"aliyun ecs DeleteNetworkInterface{region} --NetworkInterfaceId {eni.network_interface_id}")
+        elif eni.instance_id and eni.instance_id not in known_instances:
+            leaks.append(f"{eni.network_interface_id}: attached to {eni.instance_id}, which no longer exists")
+            fixes.append(f"aliyun ecs DeleteNetworkInterface{region} --NetworkInterfaceId {eni.network_interface_id}")
+        elif eni.instance_id and cluster and eni.instance_id not in cluster and topo.instances_origin.startswith(
+                "the cluster"):
+            leaks.append(f"{eni.network_interface_id}: attached to {eni.instance_id}, which is not a node of the "
+                         "cluster")
+            fixes.append(f"aliyun ecs DetachNetworkInterface{region} --InstanceId {eni.instance_id} "
+                         f"--NetworkInterfaceId {eni.network_interface_id}")
+    evidence.append(f"{len(ours)} ENI(s) tagged {tag} in {', '.join(topo.vpc_ids) or 'the VPC'}; {len(enis)} ENI(s) "
+                    "in all")
+    if leaks:
+        return fail([*evidence, *leaks, "leaked ENIs hold vSwitch addresses and count against the ENI quota"],
+                    "\n".join(fixes))
+    return ok(*evidence)
+
+
+def eni_drift(ctx: Context) -> Verdict:
+    """Nodes whose pod ENIs sit on vSwitches no longer configured for their zone."""
+    topo = topology(ctx)
+    if not topo.configured:
+        raise CheckSkipped("no eni_conf vswitches: every ENI uses its node's vSwitch")
+    evidence: list[str] = []
+    drift: list[str] = []
+    for instance in topo.instances:
+        enis = [e for e in ctx.cloud.describe_network_interfaces(instance_id=instance.instance_id)
+                if e.instance_id == instance.instance_id and e.type != "Primary"
+                and e.network_interface_id not in instance.network_interface_ids[:1]]
+        allowed = set(topo.pod_vswitch_ids(instance.zone_id))
+        off = [e for e in enis if e.vswitch_id not in allowed and e.vswitch_id != instance.vswitch_id]
+        for eni in off:
+            drift.append(f"{instance.instance_id} ({instance.zone_id}): {eni.network_interface_id} on "
+                         f"{eni.vswitch_id}, which eni_conf no longer lists for {instance.zone_id} "
+                         f"({', '.join(sorted(allowed)) or 'none'}): its pods keep IPs from a vSwitch you removed")
+        evidence.append(f"{instance.instance_id}: {len(enis)} secondary ENI(s), {len(off)} on unconfigured vSwitches")
+    if drift:
+        return warn([*drift, *evidence], "let the daemon release them: drain the node's pods (kubectl drain) and "
+                                         "restart its terway pod, or put the vSwitch back (terwayctl vswitch add)")
+    return ok(*evidence)
+
+
 CHECKS: list[Check] = [
+    Check("cloud.eni-conf", "The eni_conf file parses and validates", Scope.CLOUD, frozenset(), eni_conf_file,
+          "the file of --eni-conf / TERWAYCTL_ENI_CONF: JSON (or the eni-config ConfigMap) and the values rules"),
     Check("cloud.snat-coverage", "Every pod and node vSwitch has an SNAT entry", Scope.CLOUD, NEEDS, snat_coverage,
           "DescribeNatGateways and DescribeSnatTableEntries of the VPC: SourceVSwitchId, or a SourceCIDR containing "
           "the vSwitch CIDR"),
@@ -168,4 +334,12 @@ CHECKS: list[Check] = [
           "(DescribeInstanceTypes)"),
     Check("cloud.vswitch-zones", "Every zone with nodes has pod vSwitches, and only those", Scope.CLOUD, NEEDS,
           vswitch_zones, "eni_conf vswitches zones against the instances' zones and the vSwitches' real zones"),
+    Check("cloud.instance-types", "The nodes' instance types can run the configured mode", Scope.CLOUD, NEEDS,
+          instance_types, "DescribeInstanceTypes of the nodes against the mode (eniip: (EniQuantity-1) x IPs per ENI "
+          "> 11; eni: EniQuantity-1 > 6), dual stack (IPv6 = IPv4 per ENI) and trunking (EniTrunkSupported)"),
+    Check("cloud.leaked-enis", "No ENI the daemon created is leaked", Scope.CLOUD, NEEDS, leaked_enis,
+          "DescribeNetworkInterfaces of the VPC: ENIs tagged terway.node that are Available, or attached to an "
+          "instance that no longer exists or is not in the cluster"),
+    Check("cloud.eni-drift", "Pod ENIs sit on configured vSwitches", Scope.CLOUD, NEEDS, eni_drift,
+          "the nodes' secondary ENIs against the eni_conf vSwitches of their zone"),
 ]

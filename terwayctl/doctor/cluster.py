@@ -57,7 +57,12 @@ def daemonset(ctx: Context) -> Verdict:
     return ok(*evidence)
 
 
-def _validate(conf: Mapping[str, Any], origin: str) -> list[str]:
+def validate_eni_conf(conf: Mapping[str, Any], origin: str, *, security_group_required: bool = True) -> list[str]:
+    """The problems of an eni_conf under the values rules of `terwayctl render` (empty when valid)."""
+    return _validate(conf, origin, security_group_required)
+
+
+def _validate(conf: Mapping[str, Any], origin: str, security_group_required: bool = True) -> list[str]:
     problems = []
     try:
         eni_caps_from_conf(conf, origin)
@@ -72,7 +77,8 @@ def _validate(conf: Mapping[str, Any], origin: str) -> list[str]:
     elif vswitches is not None:
         problems.append(f"{origin}: vswitches must map zones to lists of vSwitch ids")
     if "security_groups" not in given:
-        problems.append(f"{origin}: neither security_group nor security_groups is set (ENIs need 1 to 10)")
+        if security_group_required:
+            problems.append(f"{origin}: neither security_group nor security_groups is set (ENIs need 1 to 10)")
         given["security_groups"] = ["sg-placeholder"]
     try:
         values_from_mapping(given)

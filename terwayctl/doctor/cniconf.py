@@ -27,7 +27,7 @@ class NetworkConfig:
 
     @property
     def types(self) -> tuple[str, ...]:
-        return tuple(str(p.get("type", "")) for p in self.plugins)
+        return tuple(p["type"] if isinstance(p.get("type"), str) else "" for p in self.plugins)
 
     @property
     def is_terway(self) -> bool:
@@ -61,16 +61,26 @@ def parse_config(file: str, text: str) -> NetworkConfig:
         plugins = tuple(p for p in raw if isinstance(p, dict)) if isinstance(raw, list) else ()
         if not plugins:
             problems.append("a .conflist needs a non-empty 'plugins' list")
+        elif isinstance(raw, list) and len(plugins) != len(raw):
+            problems.append("every entry of 'plugins' must be a JSON object")
     else:
         plugins = (data,)
-    version = str(data.get("cniVersion") or "")
+    raw_version = data.get("cniVersion")
+    if raw_version is not None and not isinstance(raw_version, str):
+        problems.append(f"cniVersion must be a string, not {type(raw_version).__name__} {json.dumps(raw_version)}")
+    version = str(raw_version or "")
     if version not in SUPPORTED_VERSIONS:
         problems.append(f"cniVersion {version or '(missing)'} is not one of {', '.join(SUPPORTED_VERSIONS)}")
     if not data.get("name"):
         problems.append("no 'name'")
+    elif not isinstance(data.get("name"), str):
+        problems.append(f"name must be a string, not {type(data.get('name')).__name__}")
     for index, plugin in enumerate(plugins):
-        if not plugin.get("type"):
+        kind = plugin.get("type")
+        if not kind:
             problems.append(f"plugin {index} has no 'type'")
+        elif not isinstance(kind, str) or "/" in kind:
+            problems.append(f"plugin {index}: type must be a plugin name, not {json.dumps(kind)}")
     return NetworkConfig(file, str(data.get("name") or ""), version, plugins, tuple(problems))
 
 

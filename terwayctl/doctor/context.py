@@ -36,7 +36,11 @@ class DoctorOptions:
     netns: str | None = None
     """The node namespace (a name in /run/netns or a path); None is the current one."""
     eni_conf_file: Path | None = None
+    eni_conf_origin: str = "--eni-conf"
+    """How eni_conf_file was given, for the evidence: the flag, or the variable TERWAYCTL_ENI_CONF."""
     instance_ids: tuple[str, ...] = ()
+    instance_ids_origin: str = "--instance-id"
+    """The flag, or the variable TERWAYCTL_INSTANCE_ID."""
     cni_conf_dir: Path = DEFAULT_CNI_CONF_DIR
     cni_bin_dir: Path = DEFAULT_CNI_BIN_DIR
     socket: Path = DEFAULT_SOCKET

@@ -95,7 +95,7 @@ def _in_the_vpc(ctx: Context, pod: Attempt) -> tuple[list[str], list[str]]:
     if holder is None:
         return [f"where: the VPC: the source {source} belongs to no vSwitch of the VPC, so nothing routes the answer "
                 "back (probe from a pod with --probe-from for the real path)"], []
-    entries = facts.covering(holder)
+    entries = facts.covers_address(holder, str(source))
     if entries:
         return [f"the pod's source {source} is in {holder.vswitch_id}, covered by SNAT entry "
                 f"{entries[0].snat_entry_id} ({entries[0].snat_ip}): check the NAT gateway and the security group"], []
@@ -104,20 +104,70 @@ def _in_the_vpc(ctx: Context, pod: Attempt) -> tuple[list[str], list[str]]:
         [snat_command(ctx, facts, holder)]
 
 
+def node_attempt(ctx: Context, target: Target) -> Attempt:
+    """The node's attempt at `target`, made once per run (shared by the checks that compare with it)."""
+    result: Attempt = ctx.cached(f"probe-node:{target}",
+                                 lambda: ctx.prober.from_node(target, ctx.options.probe_timeout))
+    return result
+
+
+def pod_attempt(ctx: Context, target: Target) -> Attempt:
+    """The pod side's attempt at `target`, made once per run."""
+    result: Attempt = ctx.cached(f"probe-pod:{target}", lambda: ctx.prober.from_pod(target, ctx.options.probe_timeout))
+    return result
+
+
+def _static_disagreements(ctx: Context, vpc: bool) -> list[str]:
+    """Static checks that say the pod's path is broken although the probe got through."""
+    lines = []
+    for check_id, check in _NODE_SUSPECTS:
+        try:
+            verdict = check(ctx)
+        except Exception:  # noqa: BLE001 - the check reports its own trouble
+            continue
+        if verdict.status is Status.FAIL:
+            lines.append(f"{check_id} fails ({verdict.evidence[0]}), but the probe got through: trusting the probe")
+    return lines
+
+
 def _probe(ctx: Context, target: Target | None, what: str, flag: str, *, vpc: bool) -> Verdict:
     if target is None:
         raise CheckSkipped(f"no target given ({flag} IP[:PORT]); doctor never picks one itself")
-    timeout = ctx.options.probe_timeout
-    prober = ctx.prober
-    node = prober.from_node(target, timeout)
-    pod = prober.from_pod(target, timeout)
+    ctx.prober  # noqa: B018 - resolving the input is the point
+    node = node_attempt(ctx, target)
+    pod = pod_attempt(ctx, target)
 
     def where() -> tuple[list[str], list[str]]:
         on_node, node_fixes = _on_the_node(ctx)
         in_vpc, vpc_fixes = _in_the_vpc(ctx, pod) if vpc else ([], [])
         return [*on_node, *in_vpc], [*node_fixes, *vpc_fixes]
 
-    return diagnose(target, node, pod, what, where, vpc=vpc)
+    verdict = diagnose(target, node, pod, what, where, vpc=vpc)
+    if verdict.status is Status.OK:
+        disagreements = _static_disagreements(ctx, vpc)
+        if disagreements:
+            return ok(*verdict.evidence, *disagreements)
+    elif verdict.status is Status.FAIL:
+        return Verdict(verdict.status, (*verdict.evidence, _hop(verdict.evidence, node, pod)), verdict.fix)
+    return verdict
+
+
+def _hop(evidence: tuple[str, ...], node: Attempt, pod: Attempt) -> str:
+    """The hop that failed, in one word first: pod, node, VPC router, NAT, target."""
+    text = "\n".join(evidence)
+    if pod.route is None:
+        return "failed hop: pod (its namespace has no route)"
+    if not node.reached:
+        if "refused" in node.detail:
+            return "failed hop: target (it answers, but nothing listens on the port)"
+        return "failed hop: beyond the node (VPC router, NAT gateway or target: the node itself fails too)"
+    if "where: on the node" in text:
+        return "failed hop: node (it does not forward the pod's packets)"
+    if "where: the VPC's NAT gateway" in text:
+        return "failed hop: NAT (the pod's vSwitch has no SNAT entry)"
+    if "where: the VPC" in text:
+        return "failed hop: VPC router (nothing routes the pod's source address back)"
+    return "failed hop: between the node and the target (node checks are ok; the VPC part is unknown without cloud inputs)"
 
 
 def external(ctx: Context) -> Verdict:

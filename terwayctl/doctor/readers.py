@@ -126,6 +126,10 @@ class PublishedPort:
     destination: str
     source: str
     """Where it was seen, e.g. ``nft ip nat DOCKER`` or ``docker-proxy pid 1234``."""
+    dnat: bool = False
+    """A DNAT rule (the kernel rewrites the destination), not a userland proxy."""
+    hooked: bool = True
+    """For a DNAT rule: its chain is reached from the nat PREROUTING hook (else it applies to nothing)."""
 
 
 @dataclass(frozen=True)
@@ -192,10 +196,15 @@ class NodeReader(Protocol):
 
 
 class DaemonNotAnswering(Exception):
-    def __init__(self, reason: str, *, missing: bool = False) -> None:
+    def __init__(self, reason: str, *, missing: bool = False, not_socket: bool = False, stale: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.missing = missing
+        """Nothing exists at the socket path."""
+        self.not_socket = not_socket
+        """Something that is not a socket (a file, a directory) sits at the path."""
+        self.stale = stale
+        """A socket file nobody listens on (connection refused)."""
 
 
 # --- probes --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from terwayctl.core.errors import TerwayctlError
 from terwayctl.doctor.context import Context, DoctorOptions, Inputs
 from terwayctl.doctor.model import Check, CheckSkipped, Finding, Need, Report, Status, Verdict
 from terwayctl.doctor.registry import CHECKS, select
-from terwayctl.doctor.topology import load_eni_conf_file, topology
+from terwayctl.doctor.topology import topology
 
 _NEED_ORDER = (Need.CLOUD, Need.CLUSTER, Need.NODE, Need.PROBE, Need.TOPOLOGY)
 
@@ -51,10 +51,11 @@ def run(
     checks: Sequence[Check] = CHECKS,
     now: Callable[[], float] = time.time,
 ) -> Report:
-    """Run the checks `options` selects with `inputs`; InvalidInput for a bad --check, scope or --eni-conf."""
+    """Run the checks `options` selects with `inputs`; InvalidInput only for a bad --check or scope.
+
+    A malformed input file is a finding (cloud.eni-conf), never an exception: the other checks still run.
+    """
     selected = select(options.scopes, options.check_ids, checks)
-    if options.eni_conf_file is not None:
-        load_eni_conf_file(options.eni_conf_file)  # bad input is exit 2, before anything runs
     ctx = Context(options, inputs, now=now)
     try:
         return Report(tuple(run_check(check, ctx) for check in selected))

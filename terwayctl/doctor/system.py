@@ -14,6 +14,7 @@ import platform
 import secrets
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import time
@@ -153,13 +154,27 @@ class SystemNode:
         )
 
     def daemon_status(self, socket_path: str, timeout: float) -> DaemonStatus:
-        if not Path(socket_path).exists():
-            raise DaemonNotAnswering(f"no socket at {socket_path}: the daemon is not running", missing=True)
+        path = Path(socket_path)
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            raise DaemonNotAnswering(f"no socket at {socket_path}: the daemon is not running", missing=True) from None
+        except OSError as exc:
+            raise DaemonNotAnswering(f"cannot look at {socket_path}: {exc.strerror or exc}") from None
+        if not stat.S_ISSOCK(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else \
+                "a regular file" if stat.S_ISREG(mode) else "not a socket"
+            if not (stat.S_ISLNK(mode) and path.exists() and stat.S_ISSOCK(path.stat().st_mode)):
+                raise DaemonNotAnswering(f"{socket_path} exists but is {kind}, not a socket: the daemon cannot listen "
+                                         "there and no client can reach it", not_socket=True)
         request = protocol.Request(verb="STATUS", cni_version="1.1.0")
         try:
             reply = protocol.call(request, socket_path, timeout)
         except protocol.ExchangeError as exc:
-            raise DaemonNotAnswering(f"STATUS failed: {exc.reason}") from None
+            stale = "refused" in exc.reason.lower()
+            why = (f"{socket_path} is a socket nobody listens on (connection refused): the daemon is not running "
+                   "(it died without removing its socket)") if stale else f"STATUS failed: {exc.reason}"
+            raise DaemonNotAnswering(why, stale=stale) from None
         if not reply.ok:
             error = reply.error
             return DaemonStatus(ready=False, detail={"code": error.code if error else None,

@@ -26,14 +26,18 @@ from terwayctl.doctor.context import Context
 from terwayctl.doctor.model import CheckSkipped
 
 
-def load_eni_conf_file(path: Path) -> dict[str, Any]:
-    """eni_conf from a file: the JSON itself, or a ConfigMap (YAML or JSON) with data.eni_conf."""
+def load_eni_conf_file(path: Path, flag: str = "--eni-conf") -> dict[str, Any]:
+    """eni_conf from a file: the JSON itself, or a ConfigMap (YAML or JSON) with data.eni_conf.
+
+    `flag` names how the file was given (``--eni-conf`` or ``TERWAYCTL_ENI_CONF``) in the messages.
+    """
     import yaml
 
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read --eni-conf {path}: {exc.strerror or exc}", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInput(f"cannot read {flag} {path}: {reason}", hint="check the path") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -42,10 +46,10 @@ def load_eni_conf_file(path: Path) -> dict[str, Any]:
         data = document.get("data") or {}
         inner = data.get(defaults.ENI_CONF_KEY) if isinstance(data, dict) else None
         if not isinstance(inner, str):
-            raise InvalidInput(f"--eni-conf {path}: the ConfigMap has no data.{defaults.ENI_CONF_KEY}",
+            raise InvalidInput(f"{flag} {path}: the ConfigMap has no data.{defaults.ENI_CONF_KEY}",
                                hint="give the eni-config ConfigMap or the eni_conf JSON itself")
-        return parse_eni_conf_text(inner, f"--eni-conf {path} data.{defaults.ENI_CONF_KEY}")
-    return parse_eni_conf_text(text, f"--eni-conf {path}")
+        return parse_eni_conf_text(inner, f"{flag} {path} data.{defaults.ENI_CONF_KEY}")
+    return parse_eni_conf_text(text, f"{flag} {path}")
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,11 @@ def eni_conf(ctx: Context) -> EniConf | None:
 
     def compute() -> EniConf | None:
         if ctx.options.eni_conf_file is not None:
-            path = ctx.options.eni_conf_file
-            return EniConf(f"--eni-conf {path}", load_eni_conf_file(path))
+            path, flag = ctx.options.eni_conf_file, ctx.options.eni_conf_origin
+            try:
+                return EniConf(f"{flag} {path}", load_eni_conf_file(path, flag))
+            except InvalidInput as exc:
+                raise CheckSkipped(f"eni_conf unusable: {exc.message} (see cloud.eni-conf)") from None
         try:
             kube = ctx.kube
         except CheckSkipped:
@@ -72,8 +79,8 @@ def eni_conf(ctx: Context) -> EniConf | None:
         origin = f"ConfigMap {kube.namespace}/{defaults.ENI_CONFIG_NAME}"
         try:
             return EniConf(origin, parse_eni_conf_text(text, origin))
-        except InvalidInput:
-            return None  # cluster.eni-config reports it
+        except InvalidInput as exc:
+            raise CheckSkipped(f"eni_conf unusable: {exc.message} (see cluster.eni-config)") from None
     result: EniConf | None = ctx.cached("eni_conf", compute)
     return result
 
@@ -90,6 +97,8 @@ class Topology:
     missing: tuple[str, ...]
     """Configured or node vSwitch ids DescribeVSwitches does not know."""
     vpc_ids: tuple[str, ...]
+    unknown_instances: tuple[str, ...] = ()
+    """Instance ids given (or in the cluster's providerIDs) that DescribeInstances does not know."""
 
     @property
     def node_vswitch_ids(self) -> tuple[str, ...]:
@@ -159,17 +168,16 @@ def _topology(ctx: Context) -> Topology:
     vpc_ids = tuple(dict.fromkeys(v.vpc_id for v in vswitches.values() if v.vpc_id))
 
     instances: list[Instance]
+    unknown: list[str] = []
     if ctx.options.instance_ids:
-        origin = "--instance-id"
+        origin = ctx.options.instance_ids_origin
         wanted = list(ctx.options.instance_ids)
         instances = [i for i in cloud.describe_instances(instance_ids=wanted) if i.instance_id in wanted]
         unknown = sorted(set(wanted) - {i.instance_id for i in instances})
-        if unknown:
-            raise InvalidInput(f"--instance-id {', '.join(unknown)}: no such instance in this region",
-                               hint="check the ids and --region")
     elif cluster_ids := _instance_ids_from_cluster(ctx):
         origin = "the cluster's nodes (spec.providerID)"
         instances = [i for i in cloud.describe_instances(instance_ids=cluster_ids) if i.instance_id in cluster_ids]
+        unknown = sorted(set(cluster_ids) - {i.instance_id for i in instances})
     elif vpc_ids:
         origin = f"every instance of VPC {', '.join(vpc_ids)}"
         instances = [i for vpc in vpc_ids for i in cloud.describe_instances(vpc_id=vpc)]
@@ -188,6 +196,7 @@ def _topology(ctx: Context) -> Topology:
         vswitches=vswitches,
         missing=tuple(missing),
         vpc_ids=vpc_ids,
+        unknown_instances=tuple(unknown),
     )
 
 
@@ -206,6 +215,44 @@ class NatFacts:
         for entries in self.entries.values():
             for entry in entries:
                 if entry.source_vswitch_id == vsw.vswitch_id or _cidr_contains(entry.source_cidr, vsw.cidr_block):
+                    found.append(entry)
+        return found
+
+    def partial(self, vsw: VSwitch) -> tuple[list[SnatEntry], list[str]]:
+        """SourceCIDR entries covering only part of the vSwitch, and the parts nothing covers."""
+        try:
+            whole: Any = ipaddress.ip_network(vsw.cidr_block, strict=False)
+        except ValueError:
+            return [], []
+        found: list[SnatEntry] = []
+        nets: list[Any] = []
+        for entries in self.entries.values():
+            for entry in entries:
+                try:
+                    net: Any = ipaddress.ip_network(entry.source_cidr, strict=False) if entry.source_cidr else None
+                except ValueError:
+                    net = None
+                if net is not None and net.version == whole.version and net.overlaps(whole):
+                    found.append(entry)
+                    nets.append(net)
+        if not found:
+            return [], []
+        left: list[Any] = [whole]
+        for net in nets:
+            rest: list[Any] = []
+            for part in left:
+                if part.subnet_of(net):
+                    continue
+                rest += list(part.address_exclude(net)) if part.overlaps(net) and net.subnet_of(part) else [part]
+            left = rest
+        return found, [str(n) for n in ipaddress.collapse_addresses(left)]
+
+    def covers_address(self, vsw: VSwitch, address: str) -> list[SnatEntry]:
+        """The entries that translate a packet from `address` (in `vsw`)."""
+        found = list(self.covering(vsw))
+        for entries in self.entries.values():
+            for entry in entries:
+                if entry not in found and _cidr_contains(entry.source_cidr, address):
                     found.append(entry)
         return found
 

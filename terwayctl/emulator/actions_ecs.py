@@ -355,6 +355,8 @@ def unassign_private_ip_addresses(call: Call) -> Reply:
     addresses = p.indexed(call.params, "PrivateIpAddress")
     if not addresses:
         raise ApiError("MissingPrivateIpAddress", "PrivateIpAddress.N is mandatory for this action.")
+    if len(addresses) > MAX_IPS_PER_ASSIGN:
+        raise ApiError("InvalidParam.IpCount", f"At most {MAX_IPS_PER_ASSIGN} addresses per call, got {len(addresses)}.")
     if eni["status"] not in ("Available", "InUse"):
         raise _wrong_state(eni, "Available or InUse")
     held = dict(eni_ips(conn, eni["eni_id"]))

@@ -353,12 +353,14 @@ def _instances(
 ) -> tuple[Instance, ...]:
     from terwayctl.data import embedded_catalog
 
-    catalog = embedded_catalog().by_name()
+    catalog = embedded_catalog()  # the same 1,468-type catalog DescribeInstanceTypes serves
     result = []
     for i, item in enumerate(parser.items(data, "instances")):
         where = f"instances[{i}]"
         type_name = parser.text(item, where, "type")
-        row = catalog.get(type_name)
+        row = catalog.lookup(type_name)  # any case; the instance keeps the canonical name
+        if row is not None:
+            type_name = row.name
         if row is None or not row.eni_quantity or not row.eni_private_ip_quantity:
             raise parser.fail(where, f"instance type {type_name!r} has no ENI quota in the catalog",
                               "pick a type with EniQuantity and EniPrivateIpAddressQuantity, e.g. ecs.g7.xlarge")

@@ -1,4 +1,4 @@
-"""Narrow interfaces of what each consumer uses of the API server (STYLE.md §6).
+"""Narrow interfaces of what each consumer uses of the API server (each declares only the calls it makes).
 
 `terwayctl.kube.client.KubeClient` satisfies all of them; logic above can be unit-tested with a
 small fake, while the real client is tested end to end against the test API server.

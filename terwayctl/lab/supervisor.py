@@ -107,11 +107,27 @@ class EndpointProxy:
                 continue
             upstream.settimeout(None)
             conn.settimeout(None)
+            pair = _Pair(conn, upstream)
             for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=_pump, args=(src, dst), name="proxy-pump", daemon=True).start()
+                threading.Thread(target=_pump, args=(src, dst, pair), name="proxy-pump", daemon=True).start()
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
+class _Pair:
+    """The two sockets of one proxied connection, closed when both directions have ended."""
+
+    def __init__(self, *sockets: socket.socket) -> None:
+        self.sockets, self.open_directions, self.lock = sockets, 2, threading.Lock()
+
+    def direction_done(self) -> None:
+        with self.lock:
+            self.open_directions -= 1
+            last = self.open_directions == 0
+        if last:
+            for sock in self.sockets:
+                sock.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket, pair: _Pair) -> None:
     try:
         while True:
             data = src.recv(65536)
@@ -125,6 +141,7 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
         with contextlib.suppress(OSError):
             src.shutdown(socket.SHUT_RD)
+        pair.direction_done()
 
 
 class _WebHandler(BaseHTTPRequestHandler):
@@ -167,7 +184,6 @@ class _MetadataHandler(BaseHTTPRequestHandler):
     GET /latest/meta-data/<key> for the keys of `MetadataServer.answers`; 404 for the rest."""
 
     server_version = "twlab-metadata"
-    answers: Mapping[str, str] = {}
 
     def do_PUT(self) -> None:
         if self.path != "/latest/api/token":
@@ -177,8 +193,11 @@ class _MetadataHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        key = path.removeprefix("/latest/meta-data/").rstrip("/") if path.startswith("/latest/meta-data") else None
-        answers = self.server.answers  # type: ignore[attr-defined]
+        answers = self.server.answers if isinstance(self.server, _MetadataHTTPServer) else {}
+        if not path.startswith("/latest/meta-data"):
+            self._reply(404, "not found\n")
+            return
+        key = path.removeprefix("/latest/meta-data").strip("/")
         if key == "":
             self._reply(200, "".join(f"{k}\n" for k in sorted(answers)))
         elif key in answers:
@@ -198,6 +217,11 @@ class _MetadataHandler(BaseHTTPRequestHandler):
         log.debug("metadata %s " + format, self.client_address[0], *args)
 
 
+class _MetadataHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    answers: Mapping[str, str] = {}
+
+
 class MetadataServer:
     """http://100.100.100.200/latest/meta-data/... inside a node namespace, answering for that node's
     instance (from the emulator: the instance's type, zone, vSwitch, VPC, primary IP and MAC), so a
@@ -205,9 +229,8 @@ class MetadataServer:
 
     def __init__(self, ns: str, answers: Mapping[str, str]) -> None:
         network.add_metadata_address(ns)
-        self.httpd = ThreadingHTTPServer((METADATA_HOST, METADATA_PORT), _MetadataHandler, bind_and_activate=False)
-        self.httpd.daemon_threads = True
-        self.httpd.answers = dict(answers)  # type: ignore[attr-defined]
+        self.httpd = _MetadataHTTPServer((METADATA_HOST, METADATA_PORT), _MetadataHandler, bind_and_activate=False)
+        self.httpd.answers = dict(answers)
         self.httpd.socket.close()
         self.httpd.socket = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
         self.httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -45,7 +45,7 @@ TEMPLATES = (
 
 
 def eni_conf(values: Values) -> dict[str, Any]:
-    """The eni_conf object of the eni-config ConfigMap (DESIGN.md §3), keys in a fixed order."""
+    """The eni_conf object of the eni-config ConfigMap (docs/render.md), keys in a fixed order."""
     conf: dict[str, Any] = {"version": ENI_CONF_VERSION}
     if values.region_id:
         conf["region_id"] = values.region_id
@@ -66,14 +66,18 @@ def eni_conf(values: Values) -> dict[str, Any]:
 
 
 def conflist(values: Values) -> dict[str, Any]:
-    """The `10-terway.conflist` CNI network configuration: terway, then bandwidth and portmap."""
+    """The `10-terway.conflist` CNI network configuration: terway, then portmap for hostPort.
+
+    Bandwidth has one owner, the terway plugin (as upstream Terway's chart): with `bandwidth` it
+    declares the `bandwidth` capability and shapes the pod itself (docs/cni.md); the chained
+    `bandwidth` plugin is never added, so a pod is shaped exactly once."""
     terway: dict[str, Any] = {"type": "terway"}
+    if values.bandwidth:
+        terway["capabilities"] = {"bandwidth": True}
     if values.host_port:
         # hostPort replies must leave through the interface the request came in on.
         terway["symmetric_routing"] = True
     plugins: list[dict[str, Any]] = [terway]
-    if values.bandwidth:
-        plugins.append({"type": "bandwidth", "capabilities": {"bandwidth": True}})
     if values.host_port:
         plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
     return {"cniVersion": CNI_VERSION, "name": CNI_NETWORK_NAME, "plugins": plugins}

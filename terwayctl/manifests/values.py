@@ -220,7 +220,7 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "enable_eni_trunking": (_bool, "false only: true is refused (the node daemon has no trunk ENI)"),
     "network_policy": (_bool, "network policy support (disable_network_policy is its inverse)"),
     "host_port": (_bool, "hostPort support: chain the portmap plugin, symmetric routing"),
-    "bandwidth": (_bool, "chain the bandwidth plugin (kubernetes.io/ingress-bandwidth, egress-bandwidth)"),
+    "bandwidth": (_bool, "the terway plugin shapes pods (bandwidth capability: kubernetes.io/ingress-bandwidth, egress-bandwidth)"),
     "credentials.secret": (_optional_text, "name of a Secret with keys access_key and access_secret"),
     "endpoint": (_optional_text, "cloud OpenAPI endpoint the daemon calls (http(s)://host[:port]); unset: the region's"),
     "resources.cpu_request": (_text, "CPU request of the daemon container"),

@@ -1,4 +1,4 @@
-"""What the daemon uses of ECS and VPC: the cloud layer's own Protocols (STYLE.md §6).
+"""What the daemon uses of ECS and VPC: the cloud layer's own narrow Protocols.
 
 `terwayctl.cloud.client.CloudClient` satisfies `EniCloud`. Errors are read through
 `terwayctl.core.errors` (every cloud error is a `TerwayctlError`, quota errors a `QuotaExceeded`)

@@ -5,7 +5,7 @@ only work when the daemon reads the pod; pods deleted while their sandbox was ne
 (kubelet restarted, a node that came back) are found by listing the node's pods; eni_conf comes
 from the ``eni-config`` ConfigMap merged with the node's ``terway-config=<cm>`` one.
 
-`Cluster` is the narrow interface `Daemon` uses (STYLE.md §6); `KubeCluster` implements it over
+`Cluster` is the narrow interface `Daemon` uses (only the reads it makes); `KubeCluster` implements it over
 any `terwayctl.kube.api.ObjectReader` (the real `KubeClient`). `stale_allocations` is the pure
 decision of the API-server GC.
 """

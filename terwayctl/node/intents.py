@@ -27,12 +27,15 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from terwayctl.cloud.models import NetworkInterface
 from terwayctl.node.cloudapi import EniCloud, error_code
 from terwayctl.node.store import Store
 
 log = logging.getLogger("terwayctl.node.intents")
+
+T = TypeVar("T")
 
 RESOLVE_ATTEMPTS = 3
 RESOLVE_BACKOFF = 0.2
@@ -53,6 +56,13 @@ def ambiguous(exc: BaseException) -> bool:
 
 class Unresolved(Exception):
     """The outcome of a call could not be learnt; its intent stays for reconciliation."""
+
+
+class _Refused(Exception):
+    """The cloud shows the call cannot have happened and cannot happen (a state it refuses)."""
+
+
+INVALID_ENI_STATE = "InvalidOperation.InvalidEniState"
 
 
 class Ledger:
@@ -139,7 +149,7 @@ class Ledger:
         self.store.end_intent(intent, add=(eni_id, ips))
         return ips
 
-    def _with_token[T](self, intent: int, action: str, call: Callable[[], T]) -> T:
+    def _with_token(self, intent: int, action: str, call: Callable[[], T]) -> T:
         """Send; after an ambiguous error send again with the same ClientToken (same parameters: the
         cloud answers what it did, or does it now). A refusal ends the intent and is raised."""
         last: BaseException | None = None
@@ -164,16 +174,17 @@ class Ledger:
         def done() -> bool:
             ni = self.describe(eni_id)
             if ni is None:
-                raise Unresolved(f"ENI {eni_id} disappeared while attaching")
+                raise _Refused(f"ENI {eni_id} does not exist")
             if ni.status in ATTACHED and ni.instance_id == self.instance_id:
                 return True
             if ni.status != "Available":
-                raise Unresolved(f"ENI {eni_id} is {ni.status} on {ni.instance_id or 'no instance'}")
+                raise _Refused(f"ENI {eni_id} is {ni.status} on {ni.instance_id or 'no instance'}")
             return False
 
         self._read_then_call(
             intent, "AttachNetworkInterface",
             lambda: self.cloud.attach_network_interface(eni_id, self.instance_id), done,
+            read_codes=(INVALID_ENI_STATE,),
         )
         self.store.end_intent(intent)
 
@@ -187,6 +198,7 @@ class Ledger:
         self._read_then_call(
             intent, "DetachNetworkInterface",
             lambda: self.cloud.detach_network_interface(eni_id, self.instance_id), done,
+            read_codes=(INVALID_ENI_STATE, ENI_NOT_FOUND),
         )
         self.store.end_intent(intent)
 
@@ -195,7 +207,7 @@ class Ledger:
         self._read_then_call(
             intent, "DeleteNetworkInterface",
             lambda: self.cloud.delete_network_interface(eni_id), lambda: self.describe(eni_id) is None,
-            gone_codes=(ENI_NOT_FOUND,),
+            read_codes=(ENI_NOT_FOUND, INVALID_ENI_STATE),
         )
         self.store.end_intent(intent)
 
@@ -213,7 +225,7 @@ class Ledger:
                 self.cloud.unassign_private_ip_addresses(eni_id, wanted)
                 self.store.end_intent(intent, remove=ips)
                 return list(ips), []
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - classified below; refusals are re-raised
                 code = error_code(exc)
                 if code not in (IP_UNASSIGNED, ENI_NOT_FOUND) and not ambiguous(exc):
                     error = exc
@@ -242,10 +254,12 @@ class Ledger:
         action: str,
         call: Callable[[], None],
         done: Callable[[], bool],
-        gone_codes: tuple[str, ...] = (),
+        read_codes: tuple[str, ...] = (),
     ) -> None:
-        """Call; after an ambiguous error (or one of `gone_codes`) read the cloud: `done()` settles
-        it, otherwise call again (at most RESOLVE_ATTEMPTS calls). A refusal ends the intent."""
+        """Call; after an ambiguous error, or one of `read_codes` (what a second delivery of a call
+        that did happen answers), read the cloud: `done()` settles it, otherwise call again (at most
+        RESOLVE_ATTEMPTS calls). A refusal ends the intent and is raised."""
+        last: BaseException | None = None
         for attempt in range(RESOLVE_ATTEMPTS):
             if attempt:
                 self._pause(attempt)
@@ -253,7 +267,7 @@ class Ledger:
                 call()
                 return
             except Exception as exc:
-                if error_code(exc) not in gone_codes and not ambiguous(exc):
+                if error_code(exc) not in read_codes and not ambiguous(exc):
                     self.store.end_intent(intent)
                     raise
                 log.warning("%s: %s; reading the cloud before calling again", action, _describe(exc))
@@ -261,8 +275,12 @@ class Ledger:
             try:
                 if done():
                     return
-            except Unresolved:
-                raise
+            except _Refused as refused:
+                self.store.end_intent(intent)
+                log.warning("%s: %s", action, refused)
+                if last is not None and not ambiguous(last):
+                    raise last from None
+                raise Unresolved(f"{action}: {refused}") from last
             except Exception as exc:
                 raise Unresolved(f"{action}: cannot read the cloud: {_describe(exc)}") from exc
         raise Unresolved(f"{action}: no answer after {RESOLVE_ATTEMPTS} attempts: {_describe(last)}") from last

@@ -12,7 +12,14 @@ vSwitches: new ENIs go to the configured vSwitches of the node's zone (ordered: 
 random: any usable). IpNotEnough backs a vSwitch off for `VSWITCH_BACKOFF` seconds and the job
 tries the next one; an ENI whose vSwitch is out of addresses or that reached its IP quota is
 marked full. Other failures back the whole worker off exponentially (1 s doubling to 30 s) and
-make the current waiters fail fast with "try again later" (CNI code 11).
+make the current waiters fail fast with "try again later" (CNI code 11). The last cloud error of
+each vSwitch (code, message, request id, time) is kept through its back-off and shown in the CNI
+error and `daemon status`, with the fix.
+
+Every mutating call goes through the intent log (intents.py): an IP is published (handed to a pod)
+only once the cloud confirmed it on this node's ENI (the Assign/Create reply, or DescribeNetworkInterfaces
+when the reply was lost). Every ip_pool_sync_period the worker runs `resync` (reconcile.py), which
+repairs the differences `ipam check` finds, and then brings the pool back between min and max.
 
 In exclusive-ENI mode the unit is an ENI: each ENI gives one "IP" (its primary address).
 """
@@ -33,12 +40,15 @@ from dataclasses import dataclass, field
 from terwayctl.cloud.models import NetworkInterface
 from terwayctl.node.cloudapi import EniCloud, error_code
 from terwayctl.node.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
+from terwayctl.node.intents import Ledger, Unresolved
 from terwayctl.node.links import prepare_eni, wait_for_link
 from terwayctl.node.store import EniRecord, Store
 
 log = logging.getLogger("terwayctl.node.pool")
 
 MAX_IPS_PER_CALL = 10
+REPAIR_KEY = "repair_requested"
+"""store meta key `ipam check --repair` sets to the time of its request"""
 VSWITCH_BACKOFF = 60.0
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 30.0
 BATCH_WINDOW = 0.01
@@ -47,6 +57,11 @@ LINK_TIMEOUT = 20.0
 MAX_PARALLEL_JOBS = 8
 
 IP_NOT_ENOUGH = "InvalidVSwitchId.IpNotEnough"
+FIXES = {
+    IP_NOT_ENOUGH: "add a pod vSwitch with free addresses in this zone: terwayctl vswitch add vsw-...",
+    "QuotaExceeded.PrivateIpAddress": "the ENI reached its private IP quota; the pool uses another ENI",
+    "EniPerInstanceLimitExceeded": "the instance holds its maximum of ENIs; lower max_pool_size or use a larger type",
+}
 ENI_FULL_CODES = frozenset({"QuotaExceeded.PrivateIpAddress", "InvalidOperation.Ipv4CountExceeded"})
 ENI_LIMIT_CODES = frozenset({"EniPerInstanceLimitExceeded"})
 
@@ -85,9 +100,31 @@ class Eni:
 class PoolEmpty(Exception):
     """No IP could be handed out in time; `detail` names the cloud error when there was one."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", code: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+        self.code = code
+
+
+@dataclass(frozen=True)
+class VSwitchError:
+    """The cloud's last error for a vSwitch, kept through its back-off."""
+
+    vswitch_id: str
+    code: str
+    message: str
+    request_id: str
+    at: float
+    """wall-clock time of the error"""
+    until: float
+    """wall-clock end of the back-off (== at when the vSwitch is not backed off)"""
+
+    def describe(self, now: float) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+        left = f", backed off {self.until - now:.0f}s more" if self.until > now else ""
+        fix = FIXES.get(self.code)
+        return (f"{self.vswitch_id}: {self.code}: {self.message} (request {self.request_id or '-'}, {when}{left})"
+                + (f"; fix: {fix}" if fix else ""))
 
 
 @dataclass(frozen=True)
@@ -136,6 +173,14 @@ class Pool:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rng = random.Random()
+        self.ledger = Ledger(cloud, store, config.identity.instance_id, sleep=sleep)
+        self.vswitch_errors: dict[str, VSwitchError] = {}
+        self.resync: Callable[[], None] | None = None
+        """the periodic reconciliation (reconcile.resync), run by the worker every sync period"""
+        self.last_resync = 0.0
+        self.next_resync = 0.0
+        self._resync_now = threading.Event()
+        self._repair_seen = time.time()
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -195,7 +240,9 @@ class Pool:
             try:
                 while not self.idle:
                     if self._failed_rounds > failed_before:
-                        raise PoolEmpty("no IP in the pool and the refill failed", self.last_error)
+                        raise PoolEmpty(f"no IP in the pool and the refill failed: {self.last_error}"
+                                        if self.last_error else "no IP in the pool and the refill failed",
+                                        self.last_error)
                     remaining = deadline - self.clock()
                     if remaining <= 0:
                         raise PoolEmpty(f"no IP in the pool within {timeout:g}s", self.last_error)
@@ -235,13 +282,30 @@ class Pool:
             self._thread.join(timeout=60)
             self._thread = None
 
+    def request_resync(self) -> None:
+        """Reconcile with the cloud at the worker's next turn (`ipam check --repair`)."""
+        self._resync_now.set()
+        self._wake.set()
+
+    def _maybe_resync(self, due: bool) -> None:
+        if self.resync is None or not (due or self._resync_now.is_set()):
+            return
+        self._resync_now.clear()
+        try:
+            self.resync()
+        except Exception:
+            log.exception("reconciliation failed; retried next period")
+        self.last_resync = time.time()
+        self.next_resync = self.last_resync + self.config.pool.sync_period
+
     def _run(self) -> None:
         period = self.config.pool.sync_period
         next_sync = self.clock() + period
+        self.next_resync = time.time() + period
         while not self._stop.is_set():
             now = self.clock()
             wait_until = max(next_sync, self._backoff_until) if self._backoff_until > now else next_sync
-            self._wake.wait(max(0.0, wait_until - now))
+            self._wait(wait_until)
             if self._stop.is_set():
                 return
             if self.clock() < self._backoff_until:
@@ -250,8 +314,10 @@ class Pool:
                 self._stop.wait(min(self._backoff_until - self.clock(), 0.5))
                 continue
             self._wake.clear()
-            if self.clock() >= next_sync:
+            due = self.clock() >= next_sync
+            if due:
                 next_sync = self.clock() + period
+            self._maybe_resync(due)
             self._stop.wait(BATCH_WINDOW)  # let a burst of ADDs register before sizing the refill
             try:
                 error = self._round()
@@ -270,6 +336,29 @@ class Pool:
                     if self._waiters > len(self.idle) or len(self.idle) < self.config.pool.min_pool_size:
                         self._wake.set()
                 self.cond.notify_all()
+
+    def _wait(self, until: float) -> None:
+        """Sleep until `until` or a wake-up; every second, look for a repair request in the store
+        (`ipam check --repair`, another process, writes meta repair_requested)."""
+        while not self._wake.is_set() and not self._stop.is_set():
+            if self._repair_requested():
+                self.request_resync()
+                return
+            left = until - self.clock()
+            if left <= 0:
+                return
+            self._wake.wait(min(left, 1.0))
+
+    def _repair_requested(self) -> bool:
+        try:
+            value = float(self.store.meta(REPAIR_KEY) or 0)
+        except Exception:  # noqa: BLE001 - a closed store at shutdown, a bad value
+            return False
+        if value > self._repair_seen:
+            self._repair_seen = value
+            log.info("repair requested (ipam check --repair): reconciling now")
+            return True
+        return False
 
     def _fail_waiters(self) -> None:
         with self.cond:
@@ -336,17 +425,25 @@ class Pool:
     def _assign(self, eni: Eni, count: int) -> None:
         while count > 0:
             batch = min(count, MAX_IPS_PER_CALL)
+            with self.cond:
+                known = set(eni.ips)
             try:
-                ips = self.cloud.assign_private_ip_addresses(eni.eni_id, count=batch)
+                ips = self.ledger.assign_private_ip_addresses(eni.eni_id, batch, known)
             except Exception as exc:
                 self._classify(exc, eni.record.vswitch_id, eni)
                 raise
-            self.store.add_idle(eni.eni_id, ips)
-            self._publish(eni, ips)
+            self._publish(eni, ips)  # committed to the store with the intent's resolution
             count -= batch
 
     def _classify(self, exc: BaseException, vswitch_id: str, eni: Eni | None = None) -> None:
         code = error_code(exc)
+        if code:
+            now = time.time()
+            backoff = VSWITCH_BACKOFF if code == IP_NOT_ENOUGH else 0.0
+            message = str(getattr(exc, "message", "") or exc)
+            self.vswitch_errors[vswitch_id] = VSwitchError(
+                vswitch_id, code, message, str(getattr(exc, "request_id", "") or ""), now, now + backoff
+            )
         if code == IP_NOT_ENOUGH:
             self._vsw_backoff[vswitch_id] = self.clock() + VSWITCH_BACKOFF
             log.warning("vSwitch %s has no free IPs; backing it off for %.0fs", vswitch_id, VSWITCH_BACKOFF)
@@ -381,12 +478,12 @@ class Pool:
         tags = {**self.config.pool.eni_tags, ENI_CREATOR_TAG: identity.instance_id}
         candidates = self._candidate_vswitches()
         if not candidates:
-            raise PoolEmpty("every vSwitch of the zone is out of addresses or backed off", IP_NOT_ENOUGH)
+            raise self._all_backed_off()
         created: NetworkInterface | None = None
         last: Exception | None = None
         for vswitch_id in candidates:
             try:
-                created = self.cloud.create_network_interface(
+                created = self.ledger.create_network_interface(
                     vswitch_id=vswitch_id,
                     security_group_ids=self.security_groups,
                     secondary_ip_count=secondary,
@@ -400,14 +497,18 @@ class Pool:
                     raise
                 last = exc
         if created is None:
+            if last is not None and error_code(last) == IP_NOT_ENOUGH:
+                raise self._all_backed_off()
             raise last or PoolEmpty("no vSwitch could create an ENI")
         eni_id = created.network_interface_id
         try:
-            self.cloud.attach_network_interface(eni_id, identity.instance_id)
+            self.ledger.attach_network_interface(eni_id)
+        except Unresolved:
+            raise  # reconciliation adopts it (attached) or deletes it (Available)
         except Exception as exc:
             self._classify(exc, created.vswitch_id)
             with contextlib.suppress(Exception):
-                self.cloud.delete_network_interface(eni_id)
+                self.ledger.delete_network_interface(eni_id)  # refused: still Available
             raise
         try:
             attached = self._wait_status(eni_id, "InUse")
@@ -435,6 +536,25 @@ class Pool:
         self._publish(eni, ips)
         log.info("ENI %s attached as %s with %d IP(s) on %s", eni_id, ifname, len(ips), attached.vswitch_id)
 
+    def _all_backed_off(self) -> PoolEmpty:
+        """Every vSwitch of the zone is out of addresses: the cloud's errors, per vSwitch, and the fix."""
+        now = time.time()
+        known = [e.describe(now) for e in self.vswitch_errors.values() if e.until > now] or [
+            e.describe(now) for e in self.vswitch_errors.values()
+        ]
+        detail = "; ".join(known) or f"fix: {FIXES[IP_NOT_ENOUGH]}"
+        return PoolEmpty(f"every vSwitch of the zone is out of addresses or backed off: {detail}", detail, IP_NOT_ENOUGH)
+
+    def vswitch_status(self) -> list[dict[str, object]]:
+        """The last cloud error per vSwitch, for `daemon status`."""
+        now = time.time()
+        return [
+            {"vswitch_id": e.vswitch_id, "code": e.code, "message": e.message, "request_id": e.request_id,
+             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.at)),
+             "backed_off_for": max(0.0, round(e.until - now, 1)), "fix": FIXES.get(e.code, "")}
+            for e in self.vswitch_errors.values()
+        ]
+
     def _wait_status(self, eni_id: str, status: str) -> NetworkInterface:
         deadline = self.clock() + ATTACH_TIMEOUT
         delay = 0.05
@@ -450,9 +570,9 @@ class Pool:
     def _discard(self, eni_id: str) -> None:
         """Best effort: detach and delete an ENI that could not be brought into service."""
         try:
-            self.cloud.detach_network_interface(eni_id, self.config.identity.instance_id)
+            self.ledger.detach_network_interface(eni_id)
             self._wait_status(eni_id, "Available")
-            self.cloud.delete_network_interface(eni_id)
+            self.ledger.delete_network_interface(eni_id)
         except Exception:  # noqa: BLE001 - reconciliation deletes what is left behind
             log.warning("could not discard ENI %s; reconciliation will retry", eni_id)
 
@@ -466,18 +586,60 @@ class Pool:
             for ip in chosen:
                 by_eni.setdefault(self.ip_eni[ip], []).append(ip)
         errors: list[str] = []
-        for eni_id, ips in by_eni.items():
-            try:
-                self.cloud.unassign_private_ip_addresses(eni_id, ips)
-            except Exception as exc:  # noqa: BLE001 - the IPs stay in the pool
-                errors.append(f"{error_code(exc)}: {exc}")
-                with self.cond:
-                    self.idle.extend(ips)
-                continue
-            self.store.remove_ips(ips)
-            with self.cond:
-                for ip in ips:
-                    self.ip_eni.pop(ip, None)
-                    self.enis[eni_id].ips.discard(ip)
-            log.info("pool shrink: released %d idle IP(s) of %s", len(ips), eni_id)
+        for eni_id, all_ips in by_eni.items():
+            for start in range(0, len(all_ips), MAX_IPS_PER_CALL):
+                ips = all_ips[start : start + MAX_IPS_PER_CALL]
+                try:
+                    gone, kept = self.ledger.unassign_private_ip_addresses(eni_id, ips)
+                except Unresolved as exc:  # unknown: forget them; reconciliation re-adopts what the cloud holds
+                    errors.append(str(exc))
+                    self.forget(eni_id, ips)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - refused: the cloud still holds them, idle again
+                    errors.append(f"{error_code(exc)}: {exc}")
+                    with self.cond:
+                        self.idle.extend(ips)
+                    continue
+                self.forget(eni_id, gone)
+                if kept:
+                    with self.cond:
+                        self.idle.extend(kept)
+                log.info("pool shrink: released %d idle IP(s) of %s", len(gone), eni_id)
         return "; ".join(errors)
+
+    def drop_eni(self, eni_id: str) -> None:
+        """The ENI left the instance: forget it and its IPs (allocated ones are never idle again)."""
+        with self.cond:
+            eni = self.enis.pop(eni_id, None)
+            for ip in list(eni.ips) if eni else []:
+                self.ip_eni.pop(ip, None)
+                if ip in self.idle:
+                    self.idle.remove(ip)
+
+    def adopt_eni(self, eni: Eni, ips: Sequence[str] | set[str]) -> None:
+        with self.cond:
+            self.enis[eni.eni_id] = eni
+        self._publish(eni, sorted(ips, key=ipaddress.IPv4Address))
+
+    def adopt_ips(self, eni: Eni, ips: Sequence[str]) -> None:
+        """IPs the cloud confirms on `eni` (and the store holds), idle unless a pod holds them."""
+        with self.cond:
+            for ip in ips:
+                if ip in self.ip_eni:
+                    continue
+                self.ip_eni[ip] = eni.eni_id
+                eni.ips.add(ip)
+                if ip not in self.allocated:
+                    self.idle.append(ip)
+            self.cond.notify_all()
+
+    def forget(self, eni_id: str, ips: Sequence[str]) -> None:
+        """The pool no longer knows these IPs (the cloud does not hold them, or may not)."""
+        with self.cond:
+            eni = self.enis.get(eni_id)
+            for ip in ips:
+                self.ip_eni.pop(ip, None)
+                if ip in self.idle:
+                    self.idle.remove(ip)
+                if eni is not None:
+                    eni.ips.discard(ip)

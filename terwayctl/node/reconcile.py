@@ -1,4 +1,4 @@
-"""Start-up reconciliation of the store with the cloud and the kernel.
+"""Reconciliation of the store with the cloud and the kernel: at start-up and every sync period.
 
 The cloud is the truth for what the node holds (ENIs attached to the instance, their IPs); the
 store is the truth for who owns an IP; the kernel must show exactly the allocations.
@@ -13,12 +13,26 @@ store is the truth for who owns an IP; the kernel must show exactly the allocati
 
 An allocation whose datapath is missing (a crash in the middle of an ADD) is kept: the runtime
 retries that ADD (same container: same IP) or sends DEL; GC releases it otherwise.
+
+Intents (intents.py) left by a crash are settled at start-up by this pass, before the socket opens:
+it reads the cloud, so whatever the interrupted call did (an ENI created or attached, IPs assigned
+or unassigned, an ENI detached or deleted) is adopted or released, and the intents are cleared.
+
+`resync` is the same repair while the daemon runs (the pool worker calls it every
+ip_pool_sync_period, and at once for `ipam check --repair`): leaked Available ENIs of this node
+deleted, attached ENIs the store lacks adopted, ENIs gone from the instance dropped (their pods'
+datapath torn down), cloud IPs the store lacks adopted idle, store IPs the cloud does not hold
+dropped: an idle one at once, an allocated one is logged as an error (the pod uses an address the
+VPC may give to another ENI: duplicate-address risk) and dropped after its DEL, never handed out
+again. The pool then shrinks to max_pool_size / grows to min_pool_size. ENI mode (exclusive ENIs)
+runs the leak sweep and the intents only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -28,8 +42,9 @@ from terwayctl.kernel import netns
 from terwayctl.kernel.datapath import DatapathMode, PodNetwork, inspect_node, teardown_pod
 from terwayctl.node.cloudapi import EniCloud
 from terwayctl.node.config import ENI_CREATOR_TAG, DaemonConfig, PoolMode
+from terwayctl.node.intents import Ledger
 from terwayctl.node.links import links_by_mac, prepare_eni, wait_for_link
-from terwayctl.node.pool import Eni, VSwitchInfo
+from terwayctl.node.pool import Eni, Pool, VSwitchInfo
 from terwayctl.node.store import EniRecord, IpRecord, Store
 
 log = logging.getLogger("terwayctl.node.reconcile")
@@ -39,6 +54,7 @@ log = logging.getLogger("terwayctl.node.reconcile")
 class Repairs:
     """What reconciliation changed, for the log and `daemon status`."""
 
+    resolved_intents: list[str] = field(default_factory=list)
     adopted_enis: list[str] = field(default_factory=list)
     dropped_enis: list[str] = field(default_factory=list)
     adopted_ips: list[str] = field(default_factory=list)
@@ -99,7 +115,12 @@ def reconcile(
     repairs = Repairs()
     mode = config.mode
     instance = config.identity.instance_id
-    _delete_leaked(cloud, config, repairs)
+    left = store.intents()
+    for intent in left:
+        log.warning("intent #%d %s %s (daemon pid %d, %s) has no known outcome: settled by reading the cloud",
+                    intent.id, intent.action, intent.eni_id or "-", intent.pid,
+                    time.strftime("%H:%M:%SZ", time.gmtime(intent.created)))
+    _delete_leaked(Ledger(cloud, store, instance), cloud, config, repairs)
     in_cloud = {ni.network_interface_id: ni for ni in attached_enis(cloud, instance)}
     stored = {e.eni_id: e for e in store.enis()}
     records = store.ips()
@@ -143,6 +164,9 @@ def reconcile(
 
     allocations = store.allocations()
     _clean_kernel(config, {r.ip for r in allocations}, {r.host_ifname for r in allocations}, repairs)
+    for intent in left:
+        store.end_intent(intent.id)
+        repairs.resolved_intents.append(f"{intent.action} {intent.eni_id or '-'}")
     log.info("reconciled: %s", repairs.summary())
     return enis, [r.ip for r in allocations], repairs
 
@@ -160,15 +184,123 @@ def _eni_link(config: DaemonConfig, record: EniRecord, macs: dict[str, str], by_
     return ifname
 
 
-def _delete_leaked(cloud: EniCloud, config: DaemonConfig, repairs: Repairs) -> None:
+def _delete_leaked(ledger: Ledger, cloud: EniCloud, config: DaemonConfig, repairs: Repairs) -> None:
+    """Delete the Available ENIs this node created (tag terway.node=<instance>): a crash, or a lost
+    reply, between create and attach, or an ENI detached behind the daemon's back."""
     instance = config.identity.instance_id
     vswitches = config.pool.vswitches_for(config.identity.zone_id, config.identity.vswitch_id)
     for vswitch_id in vswitches:
         for ni in cloud.describe_network_interfaces(vswitch_id=vswitch_id, status="Available"):
             if (ENI_CREATOR_TAG, instance) in ni.tags:
+                try:
+                    ledger.delete_network_interface(ni.network_interface_id)
+                except Exception as exc:  # noqa: BLE001 - the next pass tries again
+                    log.warning("cannot delete leaked ENI %s: %s", ni.network_interface_id, exc)
+                    continue
+                log.warning("deleted ENI %s: Available, created by this node, unknown to the store",
+                            ni.network_interface_id)
+                repairs.deleted_leaked_enis.append(ni.network_interface_id)
+
+
+def resync(
+    pool: Pool,
+    config: DaemonConfig,
+    cloud: EniCloud,
+    store: Store,
+    vswitches: Callable[[Iterable[str]], dict[str, VSwitchInfo]],
+    on_lost: Callable[[IpRecord, EniRecord], None],
+) -> Repairs:
+    """The periodic repair (see the module doc); runs on the pool worker, between refills, so no
+    call of this daemon is in flight. `on_lost` tears down the datapath of an allocation whose ENI
+    left the instance."""
+    repairs = Repairs()
+    instance = config.identity.instance_id
+    pending = store.intents()
+    _delete_leaked(pool.ledger, cloud, config, repairs)
+    if config.mode is PoolMode.ENIIP:
+        _resync_eniip(pool, config, cloud, store, vswitches, on_lost, repairs)
+    for intent in pending:
+        store.end_intent(intent.id)
+        repairs.resolved_intents.append(f"{intent.action} {intent.eni_id or '-'}")
+    now = time.time()
+    store.set_meta("resync_at", f"{now:.3f}")
+    store.set_meta("resync_next", f"{now + config.pool.sync_period:.3f}")
+    store.set_meta("resync_repairs", repairs.summary())
+    level = logging.WARNING if any(vars(repairs).values()) else logging.DEBUG
+    log.log(level, "resync instance=%s: %s", instance, repairs.summary())
+    return repairs
+
+
+def _resync_eniip(
+    pool: Pool,
+    config: DaemonConfig,
+    cloud: EniCloud,
+    store: Store,
+    vswitches: Callable[[Iterable[str]], dict[str, VSwitchInfo]],
+    on_lost: Callable[[IpRecord, EniRecord], None],
+    repairs: Repairs,
+) -> None:
+    in_cloud = {ni.network_interface_id: ni for ni in attached_enis(cloud, config.identity.instance_id)}
+    stored = {e.eni_id: e for e in store.enis()}
+    records = store.ips()
+    with pool.cond:
+        known = dict(pool.enis)
+    for eni_id, eni_record in stored.items():
+        if eni_id in in_cloud:
+            continue
+        for record in records:
+            if record.eni_id == eni_id and record.owner is not None:
+                log.error("ENI %s left the instance behind the daemon's back: pod %s/%s loses %s",
+                          eni_id, record.owner.pod_namespace, record.owner.pod_name, record.ip)
                 with contextlib.suppress(Exception):
-                    cloud.delete_network_interface(ni.network_interface_id)
-                    repairs.deleted_leaked_enis.append(ni.network_interface_id)
+                    on_lost(record, eni_record)
+        pool.drop_eni(eni_id)
+        store.remove_eni(eni_id)
+        repairs.dropped_enis.append(eni_id)
+    infos = vswitches(ni.vswitch_id for ni in in_cloud.values() if ni.network_interface_id not in stored)
+    for eni_id, ni in in_cloud.items():
+        cloud_ips = pod_ips_of(ni, PoolMode.ENIIP)
+        eni = known.get(eni_id)
+        if eni is None or eni_id not in stored:
+            info = infos.get(ni.vswitch_id)
+            if info is None:
+                continue
+            new = EniRecord(
+                eni_id=eni_id, mac=ni.mac_address.lower(), vswitch_id=ni.vswitch_id, cidr=info.cidr,
+                gateway=info.gateway, primary_ip=ni.primary_ip, ip_limit=pool.limits.ip_limit,
+            )
+            try:
+                ifname = wait_for_link(config.node_ns, new.mac, 5.0)
+                prepare_eni(config.node_ns, ifname, new.gateway, config.mtu)
+            except Exception as exc:  # noqa: BLE001 - next pass
+                log.warning("cannot adopt ENI %s yet: %s", eni_id, exc)
+                continue
+            store.add_eni(new, cloud_ips)
+            pool.adopt_eni(Eni(new, ifname), cloud_ips)
+            log.warning("adopted ENI %s (%d IPs): attached to the instance, unknown to the store", eni_id,
+                        len(cloud_ips))
+            repairs.adopted_enis.append(eni_id)
+            continue
+        in_store = {r.ip: r for r in records if r.eni_id == eni_id}
+        missing = sorted(cloud_ips - set(in_store))
+        if missing:
+            store.add_idle(eni_id, missing)
+            repairs.adopted_ips += missing
+        unknown_to_pool = sorted(cloud_ips - eni.ips)
+        if unknown_to_pool:
+            pool.adopt_ips(eni, unknown_to_pool)
+        gone = sorted(set(in_store) - cloud_ips)
+        if gone:
+            for ip in gone:
+                owner = in_store[ip].owner
+                if owner is not None:
+                    log.error("%s of pod %s/%s (container %s) is no longer assigned to %s in the cloud: "
+                              "duplicate-address risk (the VPC may give it to another ENI); it is dropped "
+                              "after the pod's DEL", ip, owner.pod_namespace, owner.pod_name,
+                              owner.container_id[:12], eni_id)
+            pool.forget(eni_id, gone)
+            store.remove_idle(gone)
+            repairs.dropped_ips += gone
 
 
 def _clean_kernel(config: DaemonConfig, allocated: set[str], hosts: set[str], repairs: Repairs) -> None:

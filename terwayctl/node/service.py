@@ -14,13 +14,14 @@ same teardown as DEL, the allocations of pods gone from the API server (older th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,9 @@ from terwayctl.kernel.datapath import (
     Datapath,
     DatapathError,
     DatapathMode,
+    PodAttachment,
     PodNetwork,
+    Reported,
 )
 from terwayctl.kube.errors import KubeError, KubeNotFound
 from terwayctl.node.cloudapi import EniCloud
@@ -53,8 +56,8 @@ from terwayctl.node.cluster import (
 from terwayctl.node.config import DaemonConfig, DatapathChoice, PoolMode, choose_datapath
 from terwayctl.node.metrics import Metrics
 from terwayctl.node.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
-from terwayctl.node.reconcile import Repairs, reconcile, spec_for_teardown
-from terwayctl.node.store import Conflict, IpRecord, Owner, Store
+from terwayctl.node.reconcile import Repairs, reconcile, resync, spec_for_teardown, teardown_record
+from terwayctl.node.store import Conflict, EniRecord, IpRecord, Owner, Store
 
 log = logging.getLogger("terwayctl.node")
 
@@ -70,12 +73,83 @@ class PodRequest:
     bandwidth: bw.PodBandwidth
 
 
+def add_result(
+    attachment: PodAttachment, request: Request, address: str, gateway: str, mtu: int
+) -> dict[str, object]:
+    """ADD's result (the 1.1.0 shape) as the spec wants it: the host-side veth first (name and
+    MAC, no `sandbox`: it lives in the runtime's namespace), then the pod's interface with its
+    `sandbox`; the IP points at the pod interface. Chained plugins (bandwidth, portmap, ...) find
+    the host veth there. Without a host side (exclusive ENI, ipvlan) only the pod interface."""
+    interfaces: list[dict[str, object]] = []
+    if attachment.host_ifname is not None and attachment.host_mac is not None:
+        interfaces.append({"name": attachment.host_ifname, "mac": attachment.host_mac, "mtu": mtu})
+    interfaces.append({"name": attachment.pod_ifname, "mac": attachment.pod_mac, "mtu": mtu,
+                       "sandbox": request.netns})
+    result: dict[str, object] = {
+        "interfaces": interfaces,
+        "ips": [{"interface": len(interfaces) - 1, "address": address, "gateway": gateway}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": gateway}],
+    }
+    dns = request.netconf.get("dns")
+    if isinstance(dns, dict) and dns:
+        result["dns"] = dns
+    return result
+
+
+def check_prev_result(prev: Mapping[str, object] | None, record: IpRecord, ifname: str) -> Reported | str:
+    """What prevResult reports about the pod, or why it does not describe this allocation."""
+    if prev is None:
+        return "no prevResult"
+    interfaces = [i for i in prev.get("interfaces", []) or [] if isinstance(i, dict)]  # type: ignore[attr-defined]
+    pod_index = next((n for n, i in enumerate(interfaces) if i.get("name") == ifname and i.get("sandbox")), None)
+    if pod_index is None:
+        return f"prevResult has no interface {ifname} with a sandbox"
+    ips = [ip for ip in prev.get("ips", []) or [] if isinstance(ip, dict)]  # type: ignore[attr-defined]
+    addresses = [str(ip.get("address", "")).split("/")[0] for ip in ips if ip.get("interface", pod_index) == pod_index]
+    if record.ip not in addresses:
+        return f"prevResult gives {ifname} {', '.join(addresses) or 'no address'}, the daemon holds {record.ip}"
+    host = next((i for i in interfaces if not i.get("sandbox") and i.get("name") == record.host_ifname), None)
+    routes = tuple(
+        (str(r["dst"]), str(r["gw"]) if r.get("gw") else None)
+        for r in prev.get("routes", []) or []  # type: ignore[attr-defined]
+        if isinstance(r, dict) and r.get("dst")
+    )
+    return Reported(
+        pod_mac=str(interfaces[pod_index]["mac"]) if interfaces[pod_index].get("mac") else None,
+        host_mac=str(host["mac"]) if host is not None and host.get("mac") else None,
+        routes=routes,
+    )
+
+
 class _KeyLocks:
     """One lock per container id: one in-flight request per pod."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def try_hold(self, key: str) -> Iterator[bool]:
+        """Hold the key's lock if nobody holds or waits for it (yields True), else yield False."""
+        with self._lock:
+            busy = key in self._locks
+            if not busy:
+                lock = threading.Lock()
+                lock.acquire()
+                self._locks[key] = (lock, 1)
+        if busy:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+            with self._lock:
+                current, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (current, users - 1)
 
     @contextlib.contextmanager
     def hold(self, key: str) -> Any:
@@ -119,6 +193,7 @@ class Daemon:
         self.datapath: Datapath | None = None
         self.ready = False
         self.repairs = Repairs()
+        self.last_resync = Repairs()
         self.started_at = 0.0
         self._locks = _KeyLocks()
         self._vswitches: dict[str, VSwitchInfo] = {}
@@ -148,6 +223,7 @@ class Daemon:
                 vswitches=self._vswitches, security_groups=groups,
             )
             self.pool.load(enis, allocated)
+            self.pool.resync = self._resync
             self.pool.start()
         except BaseException:
             self.store.close()
@@ -199,6 +275,20 @@ class Daemon:
         if self.datapath is not None:
             self.datapath.close()
             self.datapath = None
+
+    def _resync(self) -> None:
+        """The periodic reconciliation (reconcile.resync), on the pool worker."""
+        assert self.pool is not None and self.store is not None
+        self.last_resync = resync(self.pool, self.config, self.cloud, self.store, self._vswitch_infos,
+                                  self._lost_allocation)
+
+    def _lost_allocation(self, record: IpRecord, eni: EniRecord) -> None:
+        """An allocation whose ENI left the instance: its datapath is torn down, under its pod's lock."""
+        owner = record.owner
+        if owner is None:
+            return
+        with self._locks.hold(owner.container_id):
+            teardown_record(self.config, record, eni)
 
     def _limits(self) -> Limits:
         identity = self.config.identity
@@ -276,7 +366,7 @@ class Daemon:
                 return self._add(request, self.pool, self.store, self.datapath)
             if request.verb == "DEL":
                 return self._del(request, self.pool, self.store)
-            return self._check(request, self.store)
+            return self._check(request, self.store, self.pool, self.datapath)
 
     def _pod(self, request: Request) -> PodRequest:
         owner = Owner(
@@ -393,16 +483,7 @@ class Daemon:
             undo.pop_all()
         gateway = str(POD_GATEWAY) if mode is DatapathMode.VETH else eni.record.gateway
         prefix = 32 if mode is DatapathMode.VETH else ipaddress.IPv4Network(eni.record.cidr).prefixlen
-        result: dict[str, object] = {
-            "interfaces": [{"name": pod.owner.ifname, "mac": attachment.pod_mac, "mtu": self.config.mtu,
-                            "sandbox": request.netns}],
-            "ips": [{"interface": 0, "address": f"{ip}/{prefix}", "gateway": gateway}],
-            "routes": [{"dst": "0.0.0.0/0", "gw": gateway}],
-        }
-        dns = request.netconf.get("dns")
-        if isinstance(dns, dict) and dns:
-            result["dns"] = dns
-        return Reply.success(result)
+        return Reply.success(add_result(attachment, request, f"{ip}/{prefix}", gateway, self.config.mtu))
 
     def _teardown(self, record: IpRecord) -> None:
         eni = self.pool.eni_of(record.ip) if self.pool else None
@@ -447,23 +528,53 @@ class Daemon:
             pool.give_back(record.ip)
         return Reply.success()
 
-    def _check(self, request: Request, store: Store) -> Reply:
+    def _check(self, request: Request, store: Store, pool: Pool, datapath: Datapath) -> Reply:
+        """CHECK: prevResult against the store (7 on a difference), then against the kernel (the
+        link, addresses, routes, rules and qdiscs ADD built: DATAPATH_FAILED on a difference)."""
         record = store.allocation_of(request.container_id, request.ifname)
-        if record is None:
+        if record is None or record.owner is None:
             return Reply.failure(UNKNOWN_CONTAINER, f"terway daemon holds no IP for container {request.container_id}")
+        compared = check_prev_result(request.prev_result, record, request.ifname)
+        if isinstance(compared, str):
+            return Reply.failure(INVALID_CONFIG, f"CHECK: {compared}", "prevResult does not match this daemon's allocation")
+        eni = pool.eni_of(record.ip)
+        if eni is None:
+            return Reply.failure(DATAPATH_FAILED, f"CHECK: the ENI of {record.ip} is no longer on this node")
+        try:
+            pod = self._pod(request)
+        except InvalidInput as exc:
+            return Reply.failure(INVALID_CONFIG, exc.message, exc.hint or "")
+        mode = DatapathMode(record.mode) if record.mode in DatapathMode._value2member_map_ else self._mode()
+        spec = self._spec(record.ip, eni, pod, mode)
+        if mode is not DatapathMode.EXCLUSIVE_ENI and record.host_ifname:
+            spec = dataclasses.replace(spec, host_ifname=record.host_ifname)
+        problems = datapath.check_pod(request.netns_handle or request.netns, request.ifname, spec, compared)
+        if problems:
+            return Reply.failure(DATAPATH_FAILED, f"CHECK: {problems[0]}", "; ".join(problems[1:]))
         return Reply.success()
 
     def _gc(self, request: Request) -> Reply:
+        """GC: release what is neither in cni.dev/valid-attachments nor in flight (an ADD or DEL of
+        that container holds its lock now: skipped, the next GC sees it settled)."""
         assert self.store is not None and self.pool is not None
-        valid = {(a["container_id"], a["ifname"]) for a in request.valid_attachments or []}
-        released = 0
+        if request.valid_attachments is None:
+            return Reply.failure(INVALID_CONFIG, "GC needs cni.dev/valid-attachments",
+                                 "without the list every pod would be released")
+        valid = {(a["container_id"], a["ifname"]) for a in request.valid_attachments}
+        released = busy = 0
         for record in self.store.allocations():
             owner = record.owner
             if owner is None or (owner.container_id, owner.ifname) in valid:
                 continue
-            with self._locks.hold(owner.container_id):
-                released += self._release(record)
-        log.info("gc released=%d valid=%d", released, len(valid))
+            with self._locks.try_hold(owner.container_id) as held:
+                if not held:
+                    busy += 1
+                    continue
+                current = self.store.allocation_of(owner.container_id, owner.ifname)
+                if current is None or current.ip != record.ip:
+                    continue  # DEL'd or re-added meanwhile
+                released += self._release(current)
+        log.info("gc released=%d valid=%d in_flight=%d", released, len(valid), busy)
         self.metrics.gc_run("cni", "ok", released)
         return Reply.success()
 
@@ -541,6 +652,8 @@ class Daemon:
                 "min_pool_size": self.config.pool.min_pool_size,
                 "max_pool_size": self.config.pool.max_pool_size,
                 "last_error": pool.last_error if pool else "",
+                "vswitch_errors": pool.vswitch_status() if pool else [],
+                "next_resync": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pool.next_resync)) if pool else "",
             },
             "enis": pool.snapshot() if pool else [],
             "allocations": [
@@ -554,4 +667,5 @@ class Daemon:
                 for r in allocations
             ],
             "reconciled": vars(self.repairs),
+            "resynced": vars(self.last_resync),
         }

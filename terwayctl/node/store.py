@@ -242,6 +242,11 @@ class Store:
         with self._tx() as conn:
             conn.executemany("DELETE FROM ips WHERE ip = ?", [(ip,) for ip in ips])
 
+    def remove_idle(self, ips: Iterable[str]) -> None:
+        """Delete the IPs that no pod holds (an allocation stays for its DEL)."""
+        with self._tx() as conn:
+            conn.executemany("DELETE FROM ips WHERE ip = ? AND container_id IS NULL", [(ip,) for ip in ips])
+
     def allocate(self, ip: str, owner: Owner, *, host_ifname: str, mode: str) -> None:
         """Give an idle IP to `owner`; Conflict when the IP is taken or the owner holds one."""
         with self._tx() as conn:

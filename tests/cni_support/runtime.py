@@ -3,10 +3,9 @@
 `run_plugin` execs `python -m terwayctl.cni` (a real process, the environment libcni builds);
 `run_in_process` calls `terwayctl.cni.main.main` with the same inputs. `ConflistRuntime` executes a
 conflist as libcni does (name and cniVersion injected, runtimeConfig for declared capabilities,
-prevResult chained on ADD and the cached result on CHECK/DEL, DEL in reverse order). The chained
-`bandwidth` and `portmap` binaries are not installed here, so they are stand-ins that do what those
-plugins do with the result: portmap passes prevResult through, bandwidth adds its ifb interface
-when ingress is shaped.
+prevResult chained on ADD and the cached result on CHECK/DEL, DEL in reverse order), with the
+real chained plugins (Debian's containernetworking-plugins in /usr/lib/cni) exec'd in the node's
+namespace.
 """
 
 from __future__ import annotations
@@ -105,31 +104,41 @@ def run_in_process(env: Mapping[str, str], stdin: bytes | str) -> Outcome:
 
 Runner = Callable[[Mapping[str, str], "bytes | str"], Outcome]
 
-
-def _bandwidth(config: Mapping[str, Any]) -> dict[str, Any]:
-    result = dict(config["prevResult"])
-    shaping = config.get("runtimeConfig", {}).get("bandwidth", {})
-    if shaping.get("ingressRate"):
-        result["interfaces"] = [*result.get("interfaces", []), {"name": "bwp5f1e0a9c3b7d", "mac": "9a:3c:1e:00:11:22"}]
-    return result
+PLUGIN_DIR = Path("/usr/lib/cni")
+"""Debian's containernetworking-plugins: the real bandwidth, portmap, ... binaries."""
 
 
-def _portmap(config: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(config["prevResult"])
+def exec_runner(binary: str | Path, netns_path: str | Path | None = None, timeout: float = 60.0) -> Runner:
+    """A runner that execs `binary` as a runtime does (only PATH inherited); inside the network
+    namespace `netns_path` (nsenter --net) when given: the runtime's namespace, the node's."""
 
+    def run(env: Mapping[str, str], stdin: bytes | str) -> Outcome:
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        argv = [str(binary)] if netns_path is None else ["nsenter", f"--net={netns_path}", str(binary)]
+        done = subprocess.run(argv, input=data, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+                              capture_output=True, timeout=timeout, check=False)
+        return Outcome(done.returncode, done.stdout.decode(), done.stderr.decode())
 
-STAND_INS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {"bandwidth": _bandwidth, "portmap": _portmap}
+    return run
 
 
 @dataclass
 class ConflistRuntime:
-    """Executes a conflist whose first plugin is terway, as libcni does."""
+    """Executes a conflist whose first plugin is terway, as libcni does: `name` and `cniVersion`
+    injected into each plugin's config, `runtimeConfig` only for the capabilities a plugin
+    declares, ADD in order with each plugin's result as the next one's `prevResult`, the chain's
+    final result cached and handed as `prevResult` to every plugin on CHECK and DEL, DEL in
+    reverse order. terway runs through `runner`; every other plugin is the real binary from
+    `plugin_dir` (CNI_PATH), exec'd in `netns_path` (the runtime's namespace, the node's)."""
 
     conflist: Mapping[str, Any]
     runner: Runner
     runtime_config: Mapping[str, Any] = field(default_factory=dict)
+    plugin_dir: Path = PLUGIN_DIR
+    netns_path: str | Path | None = None
     cached: dict[str, Any] | None = None
     calls: list[tuple[str, str]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
 
     def _config(self, plugin: Mapping[str, Any], prev: Mapping[str, Any] | None) -> dict[str, Any]:
         config = {**plugin, "name": self.conflist["name"], "cniVersion": self.conflist["cniVersion"]}
@@ -142,14 +151,15 @@ class ConflistRuntime:
         return config
 
     def _invoke(self, command: str, plugin: Mapping[str, Any], prev: Mapping[str, Any] | None, env: Mapping[str, str]) -> Outcome:
-        config = self._config(plugin, prev)
+        config = json.dumps(self._config(plugin, prev))
+        env = {**env, "CNI_COMMAND": command, "CNI_PATH": str(self.plugin_dir)}
         self.calls.append((command, plugin["type"]))
         if plugin["type"] == "terway":
-            return self.runner(env, json.dumps(config))
-        if command == "ADD":
-            return Outcome(0, json.dumps(STAND_INS[plugin["type"]](config)))
-        assert "prevResult" in config or command == "DEL"
-        return Outcome(0, "")
+            outcome = self.runner(env, config)
+        else:
+            outcome = exec_runner(self.plugin_dir / plugin["type"], self.netns_path)(env, config)
+        self.outcomes.append(outcome)
+        return outcome
 
     def add(self, env: Mapping[str, str]) -> Outcome:
         prev: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ The image store is also cached there, so an unchanged Containerfile step is a la
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -27,8 +28,10 @@ SOURCE_ITEMS = ("pyproject.toml", "README.md", "terwayctl", "templates", "shim")
 
 def image_podman() -> Podman:
     """The podman installation that holds the base and node images (cached across runs)."""
-    return Podman(root=CACHE_DIR / "podman" / "root", runroot=Path("/run/terwayctl-tests/podman"),
-                  conf_dir=CACHE_DIR / "podman" / "conf")
+    root = CACHE_DIR / "podman" / "root"
+    # one runroot per store (podman refuses another for the same root); short: podman allows 50 chars
+    runroot = Path("/run/terwayctl-tests") / f"podman-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
+    return Podman(root=root, runroot=runroot, conf_dir=CACHE_DIR / "podman" / "conf")
 
 
 def _ignore(_: str, names: list[str]) -> list[str]:
@@ -65,8 +68,10 @@ def build_context(work: Path) -> Path:
     context = work / "context"
     wheelhouse = context / "wheelhouse"
     wheelhouse.mkdir(parents=True)
+    # SOURCE_DATE_EPOCH: the same sources give the same wheel, so an unchanged tree is a layer-cache hit
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheelhouse),
-                    str(source)], check=True, capture_output=True, timeout=600)
+                    str(source)], check=True, capture_output=True, timeout=600,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
     for wheel in dependency_wheels().glob("*.whl"):
         shutil.copy2(wheel, wheelhouse / wheel.name)
     shutil.copytree(REPO / "shim", context / "shim", ignore=_ignore)

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -78,8 +79,9 @@ class NodeRuntime:
             _, err = self.holder.communicate(timeout=10)
             raise RuntimeError(f"cannot set up the runtime's mount namespace: {err}")
         self.hidden = hidden
+        self.runroot = Path(tempfile.mkdtemp(prefix="twrt-", dir="/run"))  # podman: at most 50 characters
         self.podman = Podman(
-            root=work / "root", runroot=work / "run", conf_dir=work / "conf", storage_driver="vfs",
+            root=work / "root", runroot=self.runroot, conf_dir=work / "conf", storage_driver="vfs",
             network_config_dir=self.conf_dir, cni_plugin_dirs=[self.bin_dir],
             prefix=["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", f"--net=/run/netns/{node_ns}"],
         )
@@ -100,3 +102,4 @@ class NodeRuntime:
             if self.holder.poll() is None:
                 os.kill(self.holder.pid, signal.SIGKILL)
         self.holder.communicate(timeout=10)
+        shutil.rmtree(self.runroot, ignore_errors=True)

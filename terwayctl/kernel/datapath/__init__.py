@@ -9,6 +9,7 @@ pyroute2 objects for changes, raw dumps for reads; only `terwayctl.kernel.netns`
 from __future__ import annotations
 
 from terwayctl.kernel.datapath.api import Datapath, effective_mode, setup_pod, teardown_pod
+from terwayctl.kernel.datapath.check import Reported, check_pod
 from terwayctl.kernel.datapath.inspect import inspect_node
 from terwayctl.kernel.datapath.ipvlan import ipvlan_supported
 from terwayctl.kernel.datapath.model import (
@@ -44,7 +45,9 @@ __all__ = [
     "PodNetwork",
     "PodVeth",
     "PolicyRule",
+    "Reported",
     "apply_bandwidth",
+    "check_pod",
     "effective_mode",
     "eni_table_id",
     "ensure_eni_table",

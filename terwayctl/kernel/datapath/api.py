@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from terwayctl.kernel import netns
-from terwayctl.kernel.datapath import exclusive, ipvlan, veth
+from terwayctl.kernel.datapath import check, exclusive, ipvlan, veth
 from terwayctl.kernel.datapath.conn import NodeConn
 from terwayctl.kernel.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
 from terwayctl.kernel.netns import Namespace
@@ -119,6 +119,10 @@ class Datapath:
             _teardown(None, pod_netns, ifname, spec)
             return
         self._call(lambda conn: _teardown(conn, pod_netns, ifname, spec))
+
+    def check_pod(self, pod_netns: Namespace, ifname: str, spec: PodNetwork, reported: check.Reported) -> list[str]:
+        """CNI CHECK: the differences between the kernel and the pod's datapath (docs/datapath.md)."""
+        return self._call(lambda conn: check.check_on(conn, pod_netns, ifname, spec, reported))
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):  # already shut down
