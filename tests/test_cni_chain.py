@@ -7,6 +7,7 @@ skip otherwise); nothing touches the root namespace: every plugin runs in the no
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -18,13 +19,15 @@ from typing import Any
 
 import pytest
 
+from terwayctl.emulator.hooks import EniInfo
 from terwayctl.kernel import netns as nsmod
 from terwayctl.kernel.datapath import inspect_node
+from terwayctl.lab.network import configure_primary
 from terwayctl.manifests.render import render_objects
 from terwayctl.manifests.values import load_values
 from terwayctl.node.service import Daemon
 from tests.cni_support.runtime import PLUGIN_DIR, ConflistRuntime, Outcome, exec_runner
-from tests.fixtures.node import TERWAY, Lab, Node, Pod
+from tests.fixtures.node import TERWAY, ZONE, Lab, Node, Pod, new_client
 
 pytestmark = pytest.mark.skipif(
     not all(os.access(PLUGIN_DIR / p, os.X_OK) for p in ("bandwidth", "portmap")) or shutil.which("iperf3") is None,
@@ -35,6 +38,7 @@ INGRESS_BITS = 16_000_000
 EGRESS_BITS = 20_000_000
 SHAPING = {"ingressRate": INGRESS_BITS, "ingressBurst": 160_000, "egressRate": EGRESS_BITS, "egressBurst": 200_000}
 HOST_PORT = {"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}
+NODE_CIDR = "10.0.0.0/24"
 
 
 def rendered_conflist(node: Node, version: str | None = None) -> dict[str, Any]:
@@ -60,6 +64,19 @@ def chained_bandwidth_conflist(node: Node) -> dict[str, Any]:
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ],
     }
+
+
+def wire_primary(lab: Lab, node: Node) -> str:
+    """The node's primary ENI as `terwayctl lab` wires it: `eth0`, its address, the default route."""
+    client = new_client(lab.url)
+    lab.clients.append(client)
+    eni = next(e for e in client.describe_network_interfaces(instance_id=node.instance_id) if e.type == "Primary")
+    gateway = str(ipaddress.IPv4Network(NODE_CIDR).broadcast_address - 2)
+    info = EniInfo(eni.network_interface_id, eni.mac_address, eni.primary_ip, (eni.primary_ip,), eni.vswitch_id,
+                   NODE_CIDR, gateway, eni.vpc_id, ZONE)
+    lab.vpc.on_attach(node.instance_id, info)
+    configure_primary(node.ns, info.eni_id, info.primary_ip, NODE_CIDR, gateway)
+    return eni.primary_ip
 
 
 def runtime(node: Node, conflist: Mapping[str, Any], runtime_config: Mapping[str, Any] | None = None) -> ConflistRuntime:
@@ -210,6 +227,7 @@ def test_rendered_conflist_terway_shapes_exactly_once(vpc_lab: Lab) -> None:
     """`render --set host_port=true --set bandwidth=true`: terway owns bandwidth (no chained
     bandwidth plugin), portmap chained; one tbf per direction, rates measured."""
     node = vpc_lab.node(0)
+    wire_primary(vpc_lab, node)  # the conflist's symmetric_routing needs the primary ENI (eth0)
     node.start()
     conflist = rendered_conflist(node)
     assert [p["type"] for p in conflist["plugins"]] == ["terway", "portmap"]
@@ -232,6 +250,7 @@ def test_rendered_conflist_terway_shapes_exactly_once(vpc_lab: Lab) -> None:
 @pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0"])
 def test_result_shape_per_version_through_portmap(vpc_lab: Lab, version: str) -> None:
     node = vpc_lab.node(0)
+    wire_primary(vpc_lab, node)
     node.start()
     pod = node.pod("web")
     chain = runtime(node, rendered_conflist(node, version), {"portMappings": [HOST_PORT]})

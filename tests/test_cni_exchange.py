@@ -58,9 +58,9 @@ def test_add_check_del_in_each_version(daemon: TestDaemon, netns: str, version: 
     config = netconf(version, daemon.socket_path)
     added = ok(run_in_process(cni_env("ADD", netns=netns), json.dumps(config))).json
     assert added["cniVersion"] == version
-    assert added["interfaces"][0]["sandbox"] == netns
+    assert "sandbox" not in added["interfaces"][0] and added["interfaces"][1]["sandbox"] == netns
     ip = added["ips"][0]
-    assert ip["address"] == "10.0.0.10/24" and ip["interface"] == 0
+    assert ip["address"] == "10.0.0.10/24" and ip["interface"] == 1
     assert ("version" in ip) == version.startswith("0.")
     if version != "0.3.0" and version != "0.3.1":  # CHECK exists since 0.4.0
         ok(run_in_process(cni_env("CHECK", netns=netns), json.dumps({**config, "prevResult": added})))
@@ -231,7 +231,7 @@ def test_terwayctl_cni_runs_the_plugin(daemon: TestDaemon, netns: str) -> None:
         [sys.executable, "-m", "terwayctl", "cni"], input=config, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["ips"][0] == {"version": "4", "address": "10.0.0.10/24", "gateway": "10.0.0.1", "interface": 0}
+    assert json.loads(done.stdout)["ips"][0] == {"version": "4", "address": "10.0.0.10/24", "gateway": "10.0.0.1", "interface": 1}
     env["CNI_COMMAND"] = "CHECK"
     done = subprocess.run(
         [sys.executable, "-m", "terwayctl", "cni"], input=config, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from terwayctl.cni import results
-from terwayctl.cni.spec import SUPPORTED_VERSIONS, is_legacy
+from terwayctl.cni.spec import SUPPORTED_VERSIONS
 
 # What the daemon answers for a dual-stack pod (current = 1.1.0 shape, every optional field used).
 CURRENT: dict[str, Any] = {

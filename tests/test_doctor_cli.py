@@ -47,7 +47,8 @@ def test_cloud_scope_against_the_emulator(cli: Cli, emulator: RunningEmulator, c
             "--SourceVSwitchId vsw-emupodj --SnatIp 203.0.113.10") in lines
     assert "✗ cloud.eip-trap: No node has an EIP while its pods lack SNAT" in lines
     assert "✓ cloud.vswitch-free-ips: vSwitches have free IPs" in lines
-    assert lines[-1] == "3 ok, 0 warn, 2 fail, 0 skipped"
+    assert lines[-1] == "7 ok, 0 warn, 2 fail, 0 skipped"
+    assert "\033[" not in result.stdout  # not a terminal: no colours
 
 
 def test_json_output(cli: Cli, emulator: RunningEmulator, conf: Path, credentials: None) -> None:
@@ -68,7 +69,8 @@ def test_without_credentials_or_kubeconfig_everything_is_skipped(cli: Cli, cloud
     assert "    skipped: no cloud access: no Alibaba Cloud credentials found" in result.stdout
     assert "    skipped: no cluster: no kubeconfig (~/.kube/config does not exist) and not running inside a pod" \
         in result.stdout
-    assert result.stdout.splitlines()[-1] == "0 ok, 0 warn, 0 fail, 9 skipped"
+    assert "✓ cloud.eni-conf: The eni_conf file parses and validates" in result.stdout  # needs no cloud
+    assert result.stdout.splitlines()[-1] == "1 ok, 0 warn, 0 fail, 12 skipped"
 
 
 def test_cluster_scope(cli: Cli, kube_api: RunningKubeApi, cloud_env: CloudEnv) -> None:
@@ -94,15 +96,28 @@ def test_bad_input_exits_2(cli: Cli, args: list[str], message: str) -> None:
 
 def test_unknown_check_hint_names_the_known_ids(cli: Cli) -> None:
     result = cli("doctor", "--check", "cloud.snat")
-    assert "hint: did you mean cloud.snat-coverage? known checks: cloud.snat-coverage, cloud.eip-trap" in result.stderr
+    assert "hint: did you mean cloud.snat-coverage? known checks: cloud.eni-conf, cloud.snat-coverage, " \
+        "cloud.eip-trap" in result.stderr
 
 
-def test_bad_eni_conf_file_exits_2(cli: Cli, tmp_path: Path) -> None:
+def test_a_malformed_eni_conf_file_is_a_finding_not_exit_2(cli: Cli, tmp_path: Path, cloud_env: CloudEnv,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
-    result = cli("doctor", "--scope", "cloud", "--eni-conf", str(bad))
-    assert result.exit_code == 2
-    assert "must hold a JSON object" in result.stderr
+    result = cli("--region", "cn-hangzhou", "doctor", "--scope", "cloud", "--eni-conf", str(bad))
+    assert result.exit_code == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "✗ cloud.eni-conf: The eni_conf file parses and validates"
+    assert lines[1].startswith(f"    --eni-conf {bad}") and "must hold a JSON object" in lines[1]
+    assert lines[-1].endswith("1 fail, 8 skipped")
+    # given through the environment, the evidence names the variable, not a flag the user never typed
+    monkeypatch.setenv("TERWAYCTL_ENI_CONF", str(bad))
+    result = cli("--region", "cn-hangzhou", "doctor", "--check", "cloud.eni-conf")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1].startswith(f"    TERWAYCTL_ENI_CONF {bad}")
+    assert "--eni-conf" not in result.stdout
+    missing = cli("doctor", "--eni-conf", str(tmp_path / "nowhere.json"))
+    assert missing.exit_code == 2 and missing.stderr.startswith("error: --eni-conf")
 
 
 def test_node_scope_in_a_namespace(cli: Cli, netns: NetnsFactory, tmp_path: Path) -> None:

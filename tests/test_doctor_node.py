@@ -25,7 +25,7 @@ from terwayctl.doctor.readers import (
     PublishedPort,
 )
 from terwayctl.kernel import netns as nsmod
-from tests.fixtures.doctor import FakeKube, FakeNode, RunOne
+from tests.fixtures.doctor import FakeKube, FakeNode, RunOne, terway_conf_dir
 from tests.fixtures.netns import NetnsFactory
 
 CONFLIST = {"cniVersion": "1.0.0", "name": "terway", "plugins": [{"type": "terway"}]}
@@ -93,11 +93,18 @@ def test_forward_policy(run_one: RunOne) -> None:
     assert run_one("node.forward-policy", node=FakeNode(ruleset=[_chain("accept")])).status is Status.OK
     dropped = run_one("node.forward-policy", node=FakeNode(ruleset=[_chain("drop")]))
     assert dropped.status is Status.FAIL
-    assert dropped.evidence[0] == "nft inet filter forward: policy drop, 0 rule(s) in netns fake"
-    assert run_one("node.forward-policy", node=FakeNode(ruleset=[_chain("drop"), _rule()])).status is Status.WARN
+    assert dropped.evidence[0] == ("forward hook, IPv4 in netns fake: nft inet filter forward (prio 0, policy drop, "
+                                   "0 rule(s))")
+    assert dropped.evidence[1] == ("IPv4 pod -> VPC/internet (new connection), iif cali*, oif an ENI: dropped by "
+                                   "policy drop (no rule decided) in nft inet filter forward")
+    assert dropped.fix == ('nft insert rule inet filter forward iifname "cali*" accept\n'
+                           'nft insert rule inet filter forward oifname "cali*" accept')
+    assert run_one("node.forward-policy", node=FakeNode(ruleset=[_chain("drop"), _rule()])).status is Status.OK
     legacy = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\nCOMMIT\n"
-    found = run_one("node.forward-policy", node=FakeNode(ruleset=None, legacy=legacy))
-    assert found.status is Status.FAIL and "iptables-legacy filter FORWARD: policy drop" in found.evidence[0]
+    found = run_one("node.forward-policy", node=FakeNode(ruleset=None, legacy=legacy), netns="node-1")
+    assert found.status is Status.FAIL and "iptables-legacy filter FORWARD (prio 0, policy drop" in found.evidence[0]
+    assert found.fix is not None
+    assert found.fix.splitlines()[0] == "ip netns exec node-1 iptables-legacy -I FORWARD -i cali+ -j ACCEPT"
     assert run_one("node.forward-policy", node=FakeNode(ruleset=None)).status is Status.SKIP
 
 
@@ -118,7 +125,10 @@ def test_cni_config(run_one: RunOne, tmp_path: Path) -> None:
     broken = conf_dir(tmp_path / "d", {"10-terway.conflist": "{"})
     assert run_one("node.cni-config", node=FakeNode(), cni_conf_dir=broken).status is Status.FAIL
     empty = conf_dir(tmp_path / "e", {})
-    assert run_one("node.cni-config", node=FakeNode(), cni_conf_dir=empty).status is Status.FAIL
+    assert run_one("node.cni-config", node=FakeNode(), cni_conf_dir=empty).status is Status.SKIP  # not a Terway node
+    (tmp_path / "eni.socket").touch()
+    found = run_one("node.cni-config", node=FakeNode(), cni_conf_dir=empty, socket=tmp_path / "eni.socket")
+    assert found.status is Status.FAIL and "without its CNI configuration" in found.evidence[-1]
     missing = run_one("node.cni-config", node=FakeNode(), cni_conf_dir=tmp_path / "nowhere")
     assert missing.status is Status.SKIP
 
@@ -200,17 +210,25 @@ def test_datapath_kernel(run_one: RunOne, tmp_path: Path) -> None:
 
 def test_hostport_published(run_one: RunOne) -> None:
     assert run_one("node.hostport-published", node=FakeNode()).status is Status.OK
-    legacy = ("*nat\n:DOCKER - [0:0]\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT "
-              "--to-destination 172.17.0.2:80\nCOMMIT\n")
+    legacy = ("*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n"
+              "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n"
+              "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n")
     proxy = PublishedPort("tcp", 9000, "172.17.0.3:9000", "docker-proxy pid 42")
     found = run_one("node.hostport-published", node=FakeNode(legacy=legacy, proxies=[proxy]))
     assert found.status is Status.FAIL  # shared ENI (the fake daemon's mode eniip): pods cannot reach them
     assert found.evidence[:2] == ("tcp/8080 -> 172.17.0.2:80 (iptables-legacy nat DOCKER) in netns fake",
                                   "tcp/9000 -> 172.17.0.3:9000 (docker-proxy pid 42) in netns fake")
     assert found.evidence[2].startswith("shared-ENI mode (eniip, from the daemon's STATUS): pods on this node cannot "
-                                        "reach tcp/8080, tcp/9000: after the DNAT")
+                                        "reach tcp/8080: after the DNAT")
+    assert found.evidence[3].startswith("tcp/9000: only docker-proxy (a userland listener) serves it, no DNAT rule")
+    only_proxy = run_one("node.hostport-published", node=FakeNode(proxies=[proxy]))
+    assert only_proxy.status is Status.WARN
     exclusive = run_one("node.hostport-published", node=FakeNode(legacy=legacy, status=DaemonStatus(True, "eni", ())))
     assert exclusive.status is Status.WARN and exclusive.evidence[-1].startswith("eni mode (from the daemon's STATUS)")
+    unhooked = legacy.replace("-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n", "")
+    found = run_one("node.hostport-published", node=FakeNode(legacy=unhooked))
+    assert found.status is Status.WARN
+    assert "not jumped to from the nat PREROUTING hook, so the DNAT applies to no packet" in found.evidence[1]
     down = FakeNode(legacy=legacy, status=DaemonNotAnswering("no socket at /x", missing=True))
     unknown = run_one("node.hostport-published", node=down)
     assert unknown.status is Status.WARN and unknown.evidence[-1].startswith("Terway mode unknown (the daemon does not answer): in shared-ENI")
@@ -245,7 +263,7 @@ def _healthy(ns: str) -> None:
 
 def _node_run(ns: str, tmp_path: Path, *ids: str, **options: Any) -> Any:
     opts = DoctorOptions(scopes=frozenset({"node"}), check_ids=ids, netns=ns,
-                         cni_conf_dir=tmp_path / "no-cni", cni_bin_dir=tmp_path / "no-bin",
+                         cni_conf_dir=terway_conf_dir(tmp_path / "net.d"), cni_bin_dir=tmp_path / "no-bin",
                          socket=tmp_path / "no.socket", **options)
     return run(opts, real_inputs(opts))
 
@@ -283,7 +301,8 @@ def test_nft_forward_drop(netns: NetnsFactory, tmp_path: Path) -> None:
         "{ type filter hook forward priority 0; policy drop; }")
     found = _node_run(ns, tmp_path, "node.forward-policy").finding("node.forward-policy")
     assert found.status is Status.FAIL
-    assert found.evidence[0] == f"nft inet filter forward: policy drop, 0 rule(s) in netns {ns}"
+    assert found.evidence[0] == (f"forward hook, IPv4 in netns {ns}: nft inet filter forward (prio 0, policy drop, "
+                                 "0 rule(s))")
 
 
 def test_legacy_iptables_forward_drop_and_docker_dnat(netns: NetnsFactory, tmp_path: Path) -> None:

@@ -29,6 +29,9 @@ def test_probes_skip_without_probe_or_target(run_one: RunOne) -> None:
 def test_diagnosis(run_one: RunOne) -> None:
     def status_and_last(prober: FakeProber) -> tuple[Status, str]:
         found = run_one("probe.external", node=FakeNode(), prober=prober, external_target=TARGET)
+        if found.status is Status.FAIL:
+            assert found.evidence[-1].startswith("failed hop: ")
+            return found.status, found.evidence[-2]
         return found.status, found.evidence[-1]
 
     assert status_and_last(FakeProber())[0] is Status.OK
@@ -63,7 +66,8 @@ def test_where_the_pod_side_breaks(run_one: RunOne, tmp_path: Path) -> None:
     found = run_one("probe.external", node=FakeNode(), cloud=cloud, prober=from_pod, external_target=TARGET,
                     eni_conf_file=conf, instance_ids=("i-1",))
     assert found.status is Status.FAIL
-    assert found.evidence[-1] == (
+    assert found.evidence[-1] == "failed hop: NAT (the pod's vSwitch has no SNAT entry)"
+    assert found.evidence[-2] == (
         "where: the VPC's NAT gateway: the pod's source 10.0.32.7 is in vsw-pod1 (10.0.32.0/19), which has no SNAT "
         "entry, so its packets are not translated and get no answer (cloud.snat-coverage)")
     assert found.fix == ("aliyun vpc CreateSnatEntry --RegionId cn-test --SnatTableId stb-1 --SourceVSwitchId vsw-pod1 "
@@ -71,7 +75,8 @@ def test_where_the_pod_side_breaks(run_one: RunOne, tmp_path: Path) -> None:
     temporary = FakeProber(pod_reaches=False, pod_route="198.51.100.1 via 169.254.1.1 dev eth0 src 169.254.199.9")
     found = run_one("probe.external", node=FakeNode(), cloud=cloud, prober=temporary, external_target=TARGET,
                     eni_conf_file=conf, instance_ids=("i-1",))
-    assert found.evidence[-1].startswith("where: the VPC: the source 169.254.199.9 belongs to no vSwitch of the VPC")
+    assert found.evidence[-2].startswith("where: the VPC: the source 169.254.199.9 belongs to no vSwitch of the VPC")
+    assert found.evidence[-1].startswith("failed hop: VPC router")
 
 
 # --- end to end: node and "internet" namespaces, a temporary probe namespace -------------------------------
@@ -155,4 +160,5 @@ def test_probe_from_a_pod_namespace_blocked_by_forward_drop(probe_world: ProbeWo
     _sh(pod, "ip", "route", "del", "default")
     found = run(empty, real_inputs(empty)).finding("probe.external")
     assert found.status is Status.FAIL
-    assert found.evidence[-1].startswith(f"hop 1 (pod netns {pod}): no route to 203.0.113.99")
+    assert found.evidence[-2].startswith(f"hop 1 (pod netns {pod}): no route to 203.0.113.99")
+    assert found.evidence[-1] == "failed hop: pod (its namespace has no route)"

@@ -18,7 +18,7 @@ from terwayctl.cloud.client import CloudClient
 from terwayctl.cloud.errors import CloudError
 from terwayctl.emulator.signing import signed_params
 from terwayctl.node.config import ENI_CREATOR_TAG
-from terwayctl.node.intents import Ledger
+from terwayctl.node.intents import Ledger, Unresolved
 from terwayctl.node.store import EniRecord, Store
 from tests.fixtures.emulator import RunningEmulator
 
@@ -249,3 +249,54 @@ def test_an_intent_is_on_disk_before_the_call_leaves(ledger: Ledger, wire: Wire,
                                     description="t", tags=TAGS)
     assert seen == [["CreateNetworkInterface True"]]
     assert store.intents() == []
+
+
+def _impatient(emulator: RunningEmulator, make_client: Callable[..., CloudClient], store: Store) -> Ledger:
+    from terwayctl.cloud.retry import RetryPolicy
+
+    client = make_client(emulator, read_timeout=0.3,
+                         retry=RetryPolicy(max_attempts=2, initial_backoff=0.001, max_backoff=0.01))
+    return Ledger(client, store, INSTANCE, sleep=lambda _s: None)
+
+
+def test_create_timing_out_every_time_makes_one_eni_and_keeps_its_intent(
+    emulator: RunningEmulator, make_client: Callable[..., CloudClient], store: Store, ledger: Ledger, wire: Wire
+) -> None:
+    slow = _impatient(emulator, make_client, store)
+    emulator.set_fault("CreateNetworkInterface", latency_ms=600)  # every reply after the client gave up
+    with pytest.raises(Unresolved, match="no answer"):
+        slow.create_network_interface(vswitch_id=VSWITCH, security_group_ids=[GROUP], secondary_ip_count=0,
+                                      description="t", tags=TAGS)
+    (intent,) = store.intents()  # unresolved: left for reconciliation, with its token
+    assert intent.action == "CreateNetworkInterface" and intent.client_token
+    assert wire.calls["CreateNetworkInterface"] == 6  # 3 sends by the daemon x 2 by the client, one token
+    emulator.clear_faults()
+    assert wait_for_cloud(lambda: len(_ours(ledger)) == 1)  # the sends that did land made ONE ENI
+    again = ledger.cloud.create_network_interface(vswitch_id=VSWITCH, security_group_ids=[GROUP],
+                                                  description="t", tags=TAGS, client_token=intent.client_token)
+    assert [ni.network_interface_id for ni in _ours(ledger)] == [again.network_interface_id]
+
+
+def test_attach_timing_out_reads_the_cloud_before_sending_again(
+    emulator: RunningEmulator, make_client: Callable[..., CloudClient], store: Store, ledger: Ledger, wire: Wire
+) -> None:
+    eni = _create(ledger)
+    slow = _impatient(emulator, make_client, store)
+    emulator.set_fault("AttachNetworkInterface", latency_ms=600)
+    slow.attach_network_interface(eni)  # resolved by DescribeNetworkInterfaces once the first send landed
+    assert 2 <= wire.calls["AttachNetworkInterface"] <= 3  # the client never resent: the daemon did, after reading
+    emulator.clear_faults()
+    assert wait_for_cloud(lambda: (ni := ledger.describe(eni)) is not None and ni.status == "InUse"
+                          and ni.instance_id == INSTANCE)
+    assert store.intents() == []
+
+
+def wait_for_cloud(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

@@ -129,6 +129,20 @@ def api_server(work: Path, node_ns: str) -> Iterator[tuple[Any, Any]]:
         server.stop()
 
 
+@contextlib.contextmanager
+def shared_netns_dir(host_root: Path) -> Iterator[Path]:
+    """The node's /var/run/netns as `ip netns` leaves /run/netns: a shared bind mount of itself, so
+    namespaces mounted there later propagate to the daemon container's HostToContainer copy."""
+    path = host_root / "var/run/netns"
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True, timeout=10)
+    try:
+        subprocess.run(["mount", "--make-shared", str(path)], check=True, timeout=10)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False, timeout=10)
+
+
 def render(lab: Lab, image: str) -> list[dict[str, Any]]:
     vsw = next(v for v in lab.status["vswitches"] if v["role"] == "pod")
     node1 = lab.node("node1")
@@ -177,6 +191,22 @@ def _assert_reproducible(shim: Path) -> None:
     assert shim.read_bytes() == ensure_built().read_bytes(), "the image's shim differs from ensure_built()'s"
 
 
+def _assert_netns_propagates(kubelet: Any, host: Any) -> None:
+    """The fallback for a client that sends only a path: a namespace bind-mounted into the node's
+    /var/run/netns after the daemon started shows in the container (HostToContainer, as rslave)."""
+    probe = host.root / "var/run/netns" / f"probe-{secrets.token_hex(3)}"
+    probe.touch()
+    try:
+        subprocess.run(["mount", "--bind", f"/run/netns/{host.netns}", str(probe)], check=True, timeout=10)
+        try:
+            seen = kubelet.exec("terway", ["stat", "-f", "-c", "%T", f"/var/run/netns/{probe.name}"])
+            assert seen.stdout.strip() == "nsfs", (seen.stdout, seen.stderr)
+        finally:
+            subprocess.run(["umount", str(probe)], check=False, timeout=10)
+    finally:
+        probe.unlink()
+
+
 def allocations(kubelet: Any) -> list[dict[str, Any]]:
     done = kubelet.exec("terway", ["terwayctl", "daemon", "status", "-o", "json"])
     assert done.returncode == 0, done.stderr
@@ -194,7 +224,7 @@ def test_packaged_node_runs_a_container_through_the_shim(node_image: str, lab: L
     host = NodeHost(name="node1", netns=node1["namespace"], root=tmp_path / "host")
     manifests = render(lab, node_image)
     kubelet = runtime = None
-    with api_server(tmp_path, host.netns) as (api, cert):
+    with api_server(tmp_path, host.netns) as (api, cert), shared_netns_dir(host.root):
         try:
             for obj in manifests:
                 if obj["kind"] in ("ConfigMap", "DaemonSet", "ServiceAccount"):
@@ -227,6 +257,7 @@ def test_packaged_node_runs_a_container_through_the_shim(node_image: str, lab: L
             status = wait_ready(kubelet)
             assert status["instance_id"] == node1["instance_id"], status
             assert status["zone_id"] == node1["zone"], status
+            _assert_netns_propagates(kubelet, host)
 
             # --- a real runtime on the node runs a container through the shim --------------------
             runtime = NodeRuntime(tmp_path / "runtime", host.netns, host.root)

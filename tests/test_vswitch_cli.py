@@ -16,14 +16,15 @@ from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import EmulatorFactory, RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
-from tests.kubeapi.seed import SCENARIO, configmap, eni_conf_text, node, seed_cluster
+from tests.kubeapi.seed import configmap, eni_conf_text, node, seed_cluster
+from tests.vswitch_support import VSWITCH_SCENARIO, recreate_daemonset_pods, terway_pods
 
 Cli = Callable[..., CliResult]
 
 
 @pytest.fixture
 def cloud(emulator_factory: EmulatorFactory, cloud_env: CloudEnv, monkeypatch: pytest.MonkeyPatch) -> RunningEmulator:
-    running = emulator_factory(SCENARIO)
+    running = emulator_factory(VSWITCH_SCENARIO)
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", running.access_key_id)
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", running.access_key_secret)
     monkeypatch.setenv("ALIBABA_CLOUD_REGION_ID", running.region)
@@ -31,8 +32,9 @@ def cloud(emulator_factory: EmulatorFactory, cloud_env: CloudEnv, monkeypatch: p
 
 
 @pytest.fixture
-def cluster(kube_api: RunningKubeApi) -> RunningKubeApi:
+def cluster(kube_api: RunningKubeApi, monkeypatch: pytest.MonkeyPatch) -> RunningKubeApi:
     seed_cluster(kube_api)
+    recreate_daemonset_pods(kube_api, monkeypatch)
     return kube_api
 
 
@@ -47,18 +49,24 @@ def eni_conf(kube: RunningKubeApi, name: str = "eni-config") -> dict[str, Any]:
 
 def test_add_keeps_everything_else_and_restarts(cli: Cli, cluster: RunningKubeApi, cloud: RunningEmulator) -> None:
     before_cm = cluster.get("v1", "ConfigMap", "eni-config", "kube-system")
+    before_pods = terway_pods(cluster)
     result = run(cli, cluster, cloud, "add", "vsw-newi", "--timeout", "10s")
     assert result.exit_code == 0, result.stderr
     assert "added vsw-newi (192.168.128.0/19, 8188 free IPs) under zone cn-hangzhou-i" in result.stdout
+    assert "outbound ok: vsw-newi -> 0.0.0.0/0 via NAT gateway ngw-cluster" in result.stdout
     assert "existing ENIs keep their vSwitch" in result.stdout
-    assert "daemonset kube-system/terway-eniip rolled out: 3/3 pods ready" in result.stdout
+    assert "restarted the terway pods of 2 node(s) (daemonset kube-system/terway-eniip, batches of 1): all ready" \
+        in result.stdout
+    after_pods = terway_pods(cluster)  # only zone i's pods were replaced; node-3 (zone j) keeps its pod
+    assert after_pods["node-3"] == before_pods["node-3"]
+    assert after_pods["node-1"] != before_pods["node-1"] and after_pods["node-2"] != before_pods["node-2"]
     after_cm = cluster.get("v1", "ConfigMap", "eni-config", "kube-system")
     expected = json.loads(eni_conf_text())
     expected["vswitches"]["cn-hangzhou-i"].append("vsw-newi")
     assert after_cm["data"]["eni_conf"] == json.dumps(expected, indent=2)
     assert after_cm["data"]["10-terway.conf"] == before_cm["data"]["10-terway.conf"]
     ds = cluster.get("apps/v1", "DaemonSet", "terway-eniip", "kube-system")
-    assert "kubectl.kubernetes.io/restartedAt" in ds["spec"]["template"]["metadata"]["annotations"]
+    assert "annotations" not in ds["spec"]["template"]["metadata"]  # no rollout of the whole DaemonSet
 
 
 def test_add_several_no_restart(cli: Cli, cluster: RunningKubeApi, cloud: RunningEmulator) -> None:
@@ -75,7 +83,9 @@ def test_add_dry_run_prints_the_diff(cli: Cli, cluster: RunningKubeApi, cloud: R
     result = run(cli, cluster, cloud, "add", "vsw-newj", "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert '-      "vsw-podj"\n+      "vsw-podj",\n+      "vsw-newj"\n' in result.stdout
-    assert result.stdout.startswith("--- a/kube-system/eni-config/eni_conf\n")
+    assert result.stdout.startswith("outbound ok: vsw-newj -> 0.0.0.0/0 via NAT gateway ngw-cluster (system route "
+                                    "table vtb-cluster), SNAT entry snat-newj (SourceVSwitchId vsw-newj) -> "
+                                    "203.0.113.10\n--- a/kube-system/eni-config/eni_conf\n")
     assert cluster.get("v1", "ConfigMap", "eni-config", "kube-system") == before
 
 
@@ -123,20 +133,24 @@ def test_add_to_a_per_node_configmap(cli: Cli, cluster: RunningKubeApi, cloud: R
     assert missing.exit_code == 2 and "ConfigMap kube-system/nobody does not exist" in missing.stderr
 
 
-def test_add_reports_pods_that_do_not_become_ready(cli: Cli, cluster: RunningKubeApi,
-                                                   cloud: RunningEmulator) -> None:
-    cluster.controller.mode = "stuck"
-    cluster.controller.unready_nodes = {"node-2"}
+def test_add_stops_at_the_first_batch_that_does_not_become_ready(cli: Cli, cluster: RunningKubeApi,
+                                                                 cloud: RunningEmulator) -> None:
+    cluster.controller.unready_nodes = {"node-1"}  # read by recreate_daemonset_pods: node-1's new pod crashes
+    before = terway_pods(cluster)
     result = run(cli, cluster, cloud, "add", "vsw-newi", "--timeout", "0.2s")
     assert result.exit_code == 1
-    assert "not ready after" in result.stdout and "on node node-2: CrashLoopBackOff" in result.stdout
+    assert "stopped: the terway pods of node-1 did not become ready; 0/2 node(s) restarted" in result.stdout
+    assert "on node node-1: CrashLoopBackOff" in result.stdout
+    assert terway_pods(cluster)["node-2"] == before["node-2"]  # the next batch never started
     assert "vsw-newi" in eni_conf(cluster)["vswitches"]["cn-hangzhou-i"]
 
 
-def test_exclusive_mode_daemonset_is_restarted(cli: Cli, kube_api: RunningKubeApi, cloud: RunningEmulator) -> None:
+def test_exclusive_mode_daemonset_is_restarted(cli: Cli, kube_api: RunningKubeApi, cloud: RunningEmulator,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     seed_cluster(kube_api, daemonset_name="terway-eni")
+    recreate_daemonset_pods(kube_api, monkeypatch)
     result = run(cli, kube_api, cloud, "add", "vsw-newi")
-    assert result.exit_code == 0 and "daemonset kube-system/terway-eni rolled out" in result.stdout
+    assert result.exit_code == 0 and "(daemonset kube-system/terway-eni, batches of 1): all ready" in result.stdout
 
 
 def test_concurrent_adds_from_two_processes_both_land(cluster: RunningKubeApi, cloud: RunningEmulator,
@@ -184,7 +198,8 @@ def test_remove(cli: Cli, cluster: RunningKubeApi, cloud: RunningEmulator) -> No
     assert run(cli, cluster, cloud, "add", "vsw-newi", "--no-restart").exit_code == 0
     result = run(cli, cluster, cloud, "remove", "vsw-podi", "--timeout", "10s")
     assert result.exit_code == 0, result.stderr
-    assert "removed vsw-podi from configmap kube-system/eni-config" in result.stdout and "rolled out" in result.stdout
+    assert "removed vsw-podi from configmap kube-system/eni-config" in result.stdout
+    assert "restarted the terway pods of 2 node(s)" in result.stdout
     assert eni_conf(cluster)["vswitches"] == {"cn-hangzhou-i": ["vsw-newi"], "cn-hangzhou-j": ["vsw-podj"]}
 
 

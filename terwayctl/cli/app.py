@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -126,21 +126,87 @@ def _command_named_in(args: Sequence[str]) -> str | None:
     return None
 
 
+def _option_takes_value(param: Any) -> bool:
+    return getattr(param, "param_type_name", "") == "option" and not getattr(param, "is_flag", False)
+
+
+def _split_global(arg: str, root_options: dict[str, Any]) -> tuple[Any, bool] | None:
+    """(the root option `arg` spells, whether its value is in `arg`), or None when it is none of them."""
+    if arg in root_options:
+        return root_options[arg], False
+    name, sep, _ = arg.partition("=")
+    if sep and name.startswith("--") and name in root_options:
+        return root_options[name], True
+    if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and arg[:2] in root_options:
+        param = root_options[arg[:2]]
+        return (param, True) if _option_takes_value(param) else None
+    return None
+
+
+def lift_global_options(command: Any, args: Sequence[str]) -> list[str]:
+    """`args` with the root's options (--namespace, --region, --debug, ...) moved in front of the command.
+
+    kubectl and cilium-cli take global options anywhere: `terwayctl vswitch list -n kube-system`.
+    The walk follows the click tree so an option's value is never mistaken for an option, stops at
+    `--`, and stops at the first argument of a command that passes unknown options on (`lab exec`).
+    """
+    root_options = {opt: p for p in command.params for opt in getattr(p, "opts", [])}
+    front: list[str] = []
+    rest: list[str] = []
+    current = command
+    depth = 0
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        found = _split_global(arg, root_options) if depth else None
+        if found is not None:
+            param, inline = found
+            taken = 2 if _option_takes_value(param) and not inline else 1
+            front += args[i : i + taken]
+            i += taken
+            continue
+        if arg.startswith("-") and len(arg) > 1:
+            rest.append(arg)
+            own = {opt: p for p in current.params for opt in getattr(p, "opts", [])}
+            if arg in own and _option_takes_value(own[arg]) and i + 1 < len(args):
+                rest.append(args[i + 1])
+                i += 1
+        else:
+            rest.append(arg)
+            sub = getattr(current, "commands", {}).get(arg)
+            if sub is not None:
+                current, depth = sub, depth + 1
+            elif getattr(current, "context_settings", {}).get("ignore_unknown_options"):
+                rest += args[i + 1 :]
+                break
+        i += 1
+    return front + rest
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on `argv` (default sys.argv) and return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if os.environ.get(COMPLETE_VAR):
+    completing = bool(os.environ.get(COMPLETE_VAR))
+    if completing:
         # The shell is asking for completions: typer only registers its shell classes on demand.
         from typer._completion_classes import completion_init
 
         completion_init()
     command = _command_named_in(args)
-    wanted = [command] if command in COMMANDS and not os.environ.get(COMPLETE_VAR) else list(COMMANDS)
+    wanted = [command] if command in COMMANDS and not completing else list(COMMANDS)
     cli_app = register(wanted)
-    return run_guarded(
-        lambda: cli_app(args=args, prog_name="terwayctl", standalone_mode=False),
-        debug="--debug" in args,
-    )
+
+    def invoke() -> object:
+        import typer.main
+
+        click_command = typer.main.get_command(cli_app)
+        lifted = args if completing else lift_global_options(click_command, args)
+        return click_command.main(args=lifted, prog_name="terwayctl", standalone_mode=False)
+
+    return run_guarded(invoke, debug="--debug" in args)
 
 
 def main() -> None:

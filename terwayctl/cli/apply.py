@@ -83,6 +83,8 @@ def print_apply_results(out: TextIO, results: list[ApplyResult], dry_run: str | 
         if diff and result.diff:
             out.write(result.diff if result.diff.endswith("\n") else result.diff + "\n")
         out.write(f"{result.ref} {result.action}{suffix}\n")
+        for note in result.notes:
+            out.write(f"note: {note}\n")
 
 
 def wait_with_progress(reader: ObjectReader, namespace: str, name: str, timeout: float,

@@ -223,9 +223,15 @@ def _run(
 def status(
     ctx: typer.Context,
     output: OutputOption = Output.table,
+    socket_option: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--socket", metavar="PATH", help="The daemon's CNI unix socket (as 'daemon --socket' before status)."),
+    ] = None,
 ) -> None:
     """Ask the running daemon (over its socket) for its pool, ENIs and allocations; exit 1 when not ready."""
-    socket_path = ctx.parent.params.get("socket_path", Path(DEFAULT_SOCKET)) if ctx.parent else Path(DEFAULT_SOCKET)
+    socket_path = socket_option or (
+        ctx.parent.params.get("socket_path", Path(DEFAULT_SOCKET)) if ctx.parent else Path(DEFAULT_SOCKET)
+    )
     from terwayctl.node.client import DaemonUnavailable, ask_status
 
     doc = ask_status(Path(socket_path))

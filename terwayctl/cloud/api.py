@@ -19,6 +19,8 @@ from terwayctl.cloud.models import (
     InstanceTypeInfo,
     NatGateway,
     NetworkInterface,
+    RouteEntry,
+    RouteTable,
     SnatEntry,
     Vpc,
     VSwitch,
@@ -109,6 +111,40 @@ class VpcApi(VpcLayoutReader, Protocol):
     def describe_eip_addresses(
         self, *, allocation_ids: Sequence[str] = (), associated_instance_id: str | None = None
     ) -> list[Eip]: ...
+
+
+class OutboundReader(VpcLayoutReader, Protocol):
+    """What `vswitch add` reads to decide whether pods on a vSwitch reach the internet."""
+
+    def describe_nat_gateways(
+        self, *, vpc_id: str | None = None, nat_gateway_id: str | None = None
+    ) -> list[NatGateway]: ...
+
+    def describe_snat_table_entries(
+        self, snat_table_id: str, *, source_vswitch_id: str | None = None
+    ) -> list[SnatEntry]: ...
+
+    def describe_route_table_list(
+        self, *, vpc_id: str | None = None, route_table_id: str | None = None
+    ) -> list[RouteTable]: ...
+
+    def describe_route_entry_list(
+        self, route_table_id: str, *, destination_cidr_block: str | None = None
+    ) -> list[RouteEntry]: ...
+
+
+class VSwitchWriter(OutboundReader, Protocol):
+    """`vswitch add --create --snat`: the reads above plus CreateVSwitch and CreateSnatEntry."""
+
+    def create_vswitch(
+        self, *, vpc_id: str, zone_id: str, cidr_block: str, name: str | None = None,
+        description: str | None = None, client_token: str | None = None,
+    ) -> str: ...
+
+    def create_snat_entry(
+        self, snat_table_id: str, *, snat_ip: str, source_vswitch_id: str | None = None,
+        source_cidr: str | None = None, client_token: str | None = None,
+    ) -> str: ...
 
 
 class Observable(Protocol):

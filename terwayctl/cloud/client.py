@@ -34,6 +34,8 @@ from terwayctl.cloud.models import (
     Json,
     NatGateway,
     NetworkInterface,
+    RouteEntry,
+    RouteTable,
     SnatEntry,
     Vpc,
     VSwitch,
@@ -43,6 +45,8 @@ from terwayctl.cloud.models import (
     items,
     nat_gateway_from_api,
     network_interface_from_api,
+    route_entry_from_api,
+    route_table_from_api,
     snat_entry_from_api,
     vpc_from_api,
     vswitch_from_api,
@@ -70,6 +74,8 @@ DEFAULT_PAGE_SIZES: Mapping[str, int] = {
     "DescribeNatGateways": 50,
     "DescribeSnatTableEntries": 50,
     "DescribeEipAddresses": 100,
+    "DescribeRouteTableList": 50,
+    "DescribeRouteEntryList": 100,
 }
 MAX_PAGES = 10_000
 
@@ -319,6 +325,63 @@ class CloudClient:
         }
         pages = self._pages_by_number("vpc", "DescribeEipAddresses", params, "EipAddresses", "EipAddress")
         return [eip_from_api(o) for page in pages for o in items(page, "EipAddresses", "EipAddress")]
+
+    def create_vswitch(
+        self, *, vpc_id: str, zone_id: str, cidr_block: str, name: str | None = None,
+        description: str | None = None, client_token: str | None = None,
+    ) -> str:
+        """Start creating a vSwitch (Pending, then Available); its id. One ClientToken for every retry."""
+        params: dict[str, object] = {"VpcId": vpc_id, "ZoneId": zone_id, "CidrBlock": cidr_block,
+                                     "VSwitchName": name, "Description": description}
+        reply = self._call("vpc", "CreateVSwitch", params, client_token=client_token or self._new_token())
+        return str(reply.get("VSwitchId") or "")
+
+    def describe_route_table_list(
+        self, *, vpc_id: str | None = None, route_table_id: str | None = None
+    ) -> list[RouteTable]:
+        params: dict[str, object] = {"VpcId": vpc_id, "RouteTableId": route_table_id}
+        pages = self._pages_by_number("vpc", "DescribeRouteTableList", params, "RouterTableList", "RouterTableListType")
+        return [route_table_from_api(o) for page in pages for o in items(page, "RouterTableList", "RouterTableListType")]
+
+    def describe_route_entry_list(
+        self, route_table_id: str, *, destination_cidr_block: str | None = None
+    ) -> list[RouteEntry]:
+        """Every route entry of a table (NextToken paging with MaxResult, singular, as this API names it)."""
+        found: list[RouteEntry] = []
+        token = ""
+        for _ in range(MAX_PAGES):
+            params: dict[str, object] = {"RouteTableId": route_table_id, "DestinationCidrBlock": destination_cidr_block,
+                                         "MaxResult": self._settings.page_size("DescribeRouteEntryList"),
+                                         "NextToken": token or None}
+            page = self._call("vpc", "DescribeRouteEntryList", params)
+            found += [route_entry_from_api(o) for o in items(page, "RouteEntrys", "RouteEntry")]
+            token = str(page.get("NextToken") or "")
+            if not token:
+                return found
+        raise CloudError(f"DescribeRouteEntryList: more than {MAX_PAGES} pages; stopped", code="SDK.TooManyPages",
+                         action="DescribeRouteEntryList")
+
+    def create_route_entry(
+        self, route_table_id: str, *, destination_cidr_block: str, next_hop_type: str, next_hop_id: str,
+        client_token: str | None = None,
+    ) -> str:
+        params: dict[str, object] = {"RouteTableId": route_table_id, "DestinationCidrBlock": destination_cidr_block,
+                                     "NextHopType": next_hop_type, "NextHopId": next_hop_id}
+        reply = self._call("vpc", "CreateRouteEntry", params, client_token=client_token or self._new_token())
+        return str(reply.get("RouteEntryId") or "")
+
+    def create_snat_entry(
+        self, snat_table_id: str, *, snat_ip: str, source_vswitch_id: str | None = None,
+        source_cidr: str | None = None, client_token: str | None = None,
+    ) -> str:
+        """Start creating a SNAT entry (Pending, then Available) for a vSwitch or a CIDR; its id."""
+        if (source_vswitch_id is None) == (source_cidr is None):
+            raise CloudInvalidParameter("give exactly one of source_vswitch_id and source_cidr",
+                                        code="InvalidParameter")
+        params: dict[str, object] = {"SnatTableId": snat_table_id, "SnatIp": snat_ip,
+                                     "SourceVSwitchId": source_vswitch_id, "SourceCIDR": source_cidr}
+        reply = self._call("vpc", "CreateSnatEntry", params, client_token=client_token or self._new_token())
+        return str(reply.get("SnatEntryId") or "")
 
     # ------------------------------------------------------------------------------ plumbing
 

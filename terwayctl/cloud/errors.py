@@ -292,11 +292,17 @@ def translate_server_error(
 
 def connection_error(action: str, detail: str, endpoint: str, secrets: Iterable[str] = ()) -> CloudConnectionError:
     return CloudConnectionError(
-        f"cannot reach the {action} endpoint {endpoint}: {scrub(detail, secrets)}",
-        "check the network and --endpoint / TERWAYCTL_ENDPOINT; timeouts are retried",
+        f"cannot reach the {action} endpoint {endpoint}: {scrub(_first_line(detail), secrets)}",
+        "check the network, --region and --endpoint / TERWAYCTL_ENDPOINT (refused connections and timeouts "
+        "are retried for a bounded time)",
         code="SDK.HttpError",
         action=action,
     )
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class _Fields(dict[str, str]):

@@ -98,6 +98,30 @@ class VSwitch:
     available_ip_count: int | None
     status: str
     vswitch_name: str = ""
+    route_table_id: str = ""
+    route_table_type: str = ""
+    """System or Custom: the route table the vSwitch uses."""
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    route_table_id: str
+    vpc_id: str
+    route_table_type: str
+    """System or Custom."""
+    vswitch_ids: tuple[str, ...]
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    route_entry_id: str
+    route_table_id: str
+    destination_cidr_block: str
+    status: str
+    type: str
+    next_hops: tuple[tuple[str, str], ...]
+    """(NextHopType, NextHopId) pairs; one for an ordinary route, several for ECMP."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +284,8 @@ def vpc_from_api(obj: Json) -> Vpc:
 
 
 def vswitch_from_api(obj: Json) -> VSwitch:
+    route_table = obj.get("RouteTable")
+    table: Json = route_table if isinstance(route_table, Mapping) else {}
     return VSwitch(
         vswitch_id=_str(obj, "VSwitchId"),
         vpc_id=_str(obj, "VpcId"),
@@ -268,6 +294,33 @@ def vswitch_from_api(obj: Json) -> VSwitch:
         available_ip_count=_int(obj, "AvailableIpAddressCount"),
         status=_str(obj, "Status"),
         vswitch_name=_str(obj, "VSwitchName"),
+        route_table_id=_str(table, "RouteTableId"),
+        route_table_type=_str(table, "RouteTableType"),
+    )
+
+
+def route_table_from_api(obj: Json) -> RouteTable:
+    return RouteTable(
+        route_table_id=_str(obj, "RouteTableId"),
+        vpc_id=_str(obj, "VpcId"),
+        route_table_type=_str(obj, "RouteTableType"),
+        vswitch_ids=_strings(obj, "VSwitchIds", "VSwitchId"),
+        name=_str(obj, "RouteTableName"),
+    )
+
+
+def route_entry_from_api(obj: Json) -> RouteEntry:
+    hops = items(obj, "NextHops", "NextHop")
+    pairs = tuple((_str(h, "NextHopType"), _str(h, "NextHopId")) for h in hops)
+    if not pairs and _str(obj, "NextHopId"):
+        pairs = ((_str(obj, "NextHopType"), _str(obj, "NextHopId")),)
+    return RouteEntry(
+        route_entry_id=_str(obj, "RouteEntryId"),
+        route_table_id=_str(obj, "RouteTableId"),
+        destination_cidr_block=_str(obj, "DestinationCidrBlock"),
+        status=_str(obj, "Status"),
+        type=_str(obj, "Type"),
+        next_hops=pairs,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ PRODUCTS: Mapping[str, str] = {
 }
 
 SDK_HTTP_ERROR = "SDK.HttpError"
+NOT_OPENAPI = "SDK.NotOpenAPI"
 
 
 class AcsRequest(Protocol):
@@ -165,23 +167,51 @@ def send(transport: AcsTransport, request: AcsRequest, secrets: Iterable[str]) -
     try:
         body = transport.do_action_with_exception(request)
     except ServerException as exc:
-        raise SdkServerError(
-            str(exc.get_error_code() or ""),
-            scrub(str(exc.get_error_msg() or ""), secrets),
-            _as_int(exc.get_http_status()),
-            exc.get_request_id(),
-        ) from None
+        code = str(exc.get_error_code() or "")
+        status = _as_int(exc.get_http_status())
+        if code == "SDK.UnknownServerError":
+            # The reply has no API error code: an HTML page, a proxy, anything but the OpenAPI.
+            raise SdkClientError(NOT_OPENAPI, f"the reply is not an Alibaba Cloud API reply (HTTP {status})") from None
+        raise SdkServerError(code, scrub(str(exc.get_error_msg() or ""), secrets), status, exc.get_request_id()) from None
     except ClientException as exc:
-        raise SdkClientError(str(exc.get_error_code() or ""), scrub(str(exc.get_error_msg() or ""), secrets)) from None
+        code = str(exc.get_error_code() or "")
+        message = str(exc.get_error_msg() or "")
+        raise SdkClientError(code, connection_failure(message) if code == SDK_HTTP_ERROR else scrub(message, secrets)) from None
     except OSError as exc:
-        raise SdkClientError(SDK_HTTP_ERROR, scrub(str(exc), secrets)) from None
+        raise SdkClientError(SDK_HTTP_ERROR, connection_failure(str(exc))) from None
     try:
         reply = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except ValueError:
-        raise SdkClientError("SDK.InvalidResponse", "the API reply is not JSON") from None
+        raise SdkClientError(NOT_OPENAPI, "the reply is not JSON: not an Alibaba Cloud API endpoint") from None
     if not isinstance(reply, dict):
-        raise SdkClientError("SDK.InvalidResponse", "the API reply is not a JSON object")
+        raise SdkClientError(NOT_OPENAPI, "the reply is not a JSON object: not an Alibaba Cloud API endpoint")
     return reply
+
+
+_READ_TIMEOUT = re.compile(r"read timeout=([0-9.]+)")
+_CONNECT_TIMEOUT = re.compile(r"connect timeout=([0-9.]+)")
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+def connection_failure(text: str) -> str:
+    """What failed, in a few words, from the HTTP library's message (which carries the signed URL)."""
+    lowered = text.lower()
+    read = _READ_TIMEOUT.search(text)
+    if "read timed out" in lowered:
+        return f"connected, but no answer in {float(read.group(1)):g} s" if read else "connected, but no answer"
+    connect = _CONNECT_TIMEOUT.search(text)
+    if "timed out" in lowered or "timeout" in lowered:
+        return f"no answer to the connection in {float(connect.group(1)):g} s" if connect else "the connection timed out"
+    if "refused" in lowered:
+        return "connection refused"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered or "getaddrinfo" in lowered:
+        return "the host name does not resolve"
+    if "ssl" in lowered or "certificate" in lowered:
+        return "the TLS handshake failed (certificate or protocol)"
+    if "reset by peer" in lowered or "remotedisconnected" in lowered or "connection aborted" in lowered:
+        return "the server closed the connection without an HTTP reply"
+    found = _ERRNO.search(text)
+    return found.group(1).strip() if found else "the HTTP request failed"
 
 
 def _as_int(value: object) -> int | None:

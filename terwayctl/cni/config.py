@@ -14,6 +14,7 @@ from terwayctl.cni.spec import (
     INCOMPATIBLE_VERSION,
     INVALID_CONFIG,
     INVALID_ENVIRONMENT,
+    LATEST_VERSION,
     SUPPORTED_VERSIONS,
     CNIError,
     at_least,
@@ -117,6 +118,7 @@ def parse(verb: str, env: Mapping[str, str], config: Mapping[str, object], netns
     problem = network_name_problem(str(config["name"]))
     if problem:
         raise CNIError(INVALID_CONFIG, f"network name {config['name']!r} {problem}")
+    plugin_options(config)
     return Invocation(
         verb=verb,
         version=version,
@@ -132,6 +134,43 @@ def parse(verb: str, env: Mapping[str, str], config: Mapping[str, object], netns
         timeout=_timeout(verb, env, config),
         netns_handle=netns_handle,
     )
+
+
+# `symmetric_routing_config` keys (upstream Terway's SymmetricRoutingConfig) and their limits.
+_SYMMETRIC_INTS = {"mark": 0xFFFFFFFF, "mask": 0xFFFFFFFF, "table_id": 0xFFFFFFFF, "rule_priority": 32765}
+
+
+def plugin_options(config: Mapping[str, object]) -> None:
+    """The plugin's own keys, where present, must be well-formed (7 otherwise): `capabilities`
+    (booleans), `dns` (the result's DNS object), `symmetric_routing` (boolean),
+    `symmetric_routing_config` (interface, mark, mask, table_id, rule_priority, comment).
+    Keys the plugin does not know are ignored, as the spec asks."""
+    capabilities = config.get("capabilities")
+    if capabilities is not None and (
+        not isinstance(capabilities, dict) or not all(isinstance(v, bool) for v in capabilities.values())
+    ):
+        raise CNIError(INVALID_CONFIG, "'capabilities' must be an object of booleans")
+    if "dns" in config:
+        try:
+            results.validate({"dns": config["dns"]}, LATEST_VERSION)
+        except ValueError as exc:
+            raise CNIError(INVALID_CONFIG, f"invalid 'dns': {exc}") from None
+    if "symmetric_routing" in config and not isinstance(config["symmetric_routing"], bool):
+        raise CNIError(INVALID_CONFIG, "'symmetric_routing' must be true or false")
+    options = config.get("symmetric_routing_config")
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise CNIError(INVALID_CONFIG, "'symmetric_routing_config' must be an object")
+    for key, limit in _SYMMETRIC_INTS.items():
+        value = options.get(key)
+        if value is not None and not (_uint(value) and 0 < value <= limit):
+            raise CNIError(INVALID_CONFIG, f"symmetric_routing_config.{key} must be an integer in 1-{limit}")
+    interface = options.get("interface")
+    if interface is not None and (not isinstance(interface, str) or ifname_problem(interface)):
+        raise CNIError(INVALID_CONFIG, "symmetric_routing_config.interface must be an interface name")
+    if "comment" in options and not isinstance(options["comment"], str):
+        raise CNIError(INVALID_CONFIG, "symmetric_routing_config.comment must be a string")
 
 
 def _container_variables(verb: str, env: Mapping[str, str]) -> tuple[str, str, str]:

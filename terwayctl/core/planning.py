@@ -499,3 +499,28 @@ def check(request: CheckRequest) -> PlanReport:
         ipv6=request.ipv6,
     )
     return _report(layout, check_layout(layout))
+
+
+POD_VSWITCH_WIDEST_DEFAULT = 19
+"""A new pod vSwitch is a /19 or wider unless the caller asks otherwise."""
+
+
+def pod_vswitch_cidr(
+    vpc: Net, taken: Iterable[Net], need_ips: int, *, widest_prefix: int = POD_VSWITCH_WIDEST_DEFAULT
+) -> Net:
+    """A free CIDR for one new pod vSwitch in `vpc`: sized for `need_ips` and at least a /`widest_prefix`,
+    first fit, never overlapping `taken` (existing vSwitches, the service CIDR, ranges to avoid).
+
+    InvalidInput when the VPC has no free block that large.
+    """
+    taken = list(taken)
+    prefix = min(prefix_for(need_ips), widest_prefix)
+    if prefix < defaults.VSWITCH_MIN_PREFIX:
+        raise InvalidInput(f"one vSwitch cannot hold {need_ips} pod IPs (a vSwitch is at most a "
+                           f"/{defaults.VSWITCH_MIN_PREFIX})", hint="add several vSwitches, or pass --cidr")
+    cidr = _first_free(vpc, prefix, taken)
+    if cidr is None:
+        free = ", ".join(str(n) for n in free_space(vpc, taken)) or "none"
+        raise InvalidInput(f"VPC {vpc} has no free /{prefix} for a new pod vSwitch (free: {free})",
+                           hint="pass a smaller --cidr from the free space, or add a secondary CIDR to the VPC")
+    return cidr

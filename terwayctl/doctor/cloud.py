@@ -17,6 +17,7 @@ def snat_coverage(ctx: Context) -> Verdict:
     if not facts.gateways:
         evidence.append(f"no NAT gateway in {', '.join(topo.vpc_ids) or 'the VPC'}")
     uncovered = []
+    partly: list[str] = []
     wanted = list(dict.fromkeys([*topo.all_pod_vswitch_ids(), *topo.node_vswitch_ids]))
     for vsw_id in wanted:
         vsw = topo.vswitches.get(vsw_id)
@@ -32,6 +33,7 @@ def snat_coverage(ctx: Context) -> Verdict:
                 evidence.append(f"{vsw_id} ({topo.role(vsw_id)}, {vsw.cidr_block}, {vsw.zone_id}): only partly "
                                 f"covered: {covered}; not covered: {', '.join(uncovered_parts)}")
                 uncovered.append(vsw)
+                partly.append(vsw_id)
                 continue
         if entries:
             entry = entries[0]
@@ -46,8 +48,8 @@ def snat_coverage(ctx: Context) -> Verdict:
         fix = "\n".join(snat_command(ctx, facts, v) for v in uncovered)
         pods = [v.vswitch_id for v in uncovered if "pod" in topo.role(v.vswitch_id)]
         if pods:
-            evidence.append(f"pods on {', '.join(pods)} (in the parts not covered) have no internet access "
-                            "(Terway never masquerades pods)")
+            part = " (with an address in the part not covered)" if set(pods) & set(partly) else ""
+            evidence.append(f"pods on {', '.join(pods)}{part} have no internet access (Terway never masquerades pods)")
         return fail(evidence, fix)
     return ok(*evidence)
 
@@ -282,7 +284,7 @@ def leaked_enis(ctx: Context) -> Verdict:
             leaks.append(f"{eni.network_interface_id}: attached to {eni.instance_id}, which no longer exists")
             fixes.append(f"aliyun ecs DeleteNetworkInterface{region} --NetworkInterfaceId {eni.network_interface_id}")
         elif eni.instance_id and cluster and eni.instance_id not in cluster and topo.instances_origin.startswith(
-                "the cluster"):
+                "the cluster"):  # --instance-id names some nodes (a node's own run), not the whole cluster
             leaks.append(f"{eni.network_interface_id}: attached to {eni.instance_id}, which is not a node of the "
                          "cluster")
             fixes.append(f"aliyun ecs DetachNetworkInterface{region} --InstanceId {eni.instance_id} "
@@ -302,6 +304,8 @@ def eni_drift(ctx: Context) -> Verdict:
         raise CheckSkipped("no eni_conf vswitches: every ENI uses its node's vSwitch")
     evidence: list[str] = []
     drift: list[str] = []
+    fixes: list[str] = []
+    region = f" --RegionId {ctx.cloud.region}" if ctx.cloud.region else ""
     for instance in topo.instances:
         enis = [e for e in ctx.cloud.describe_network_interfaces(instance_id=instance.instance_id)
                 if e.instance_id == instance.instance_id and e.type != "Primary"
@@ -312,10 +316,13 @@ def eni_drift(ctx: Context) -> Verdict:
             drift.append(f"{instance.instance_id} ({instance.zone_id}): {eni.network_interface_id} on "
                          f"{eni.vswitch_id}, which eni_conf no longer lists for {instance.zone_id} "
                          f"({', '.join(sorted(allowed)) or 'none'}): its pods keep IPs from a vSwitch you removed")
+            fixes += [f"# after moving the pods off {instance.instance_id} (kubectl drain <its node>):",
+                      f"aliyun ecs DetachNetworkInterface{region} --InstanceId {instance.instance_id} "
+                      f"--NetworkInterfaceId {eni.network_interface_id}",
+                      f"aliyun ecs DeleteNetworkInterface{region} --NetworkInterfaceId {eni.network_interface_id}"]
         evidence.append(f"{instance.instance_id}: {len(enis)} secondary ENI(s), {len(off)} on unconfigured vSwitches")
     if drift:
-        return warn([*drift, *evidence], "let the daemon release them: drain the node's pods (kubectl drain) and "
-                                         "restart its terway pod, or put the vSwitch back (terwayctl vswitch add)")
+        return fail([*drift, *evidence], "\n".join([*fixes, "# or put the vSwitch back: terwayctl vswitch add <it>"]))
     return ok(*evidence)
 
 

@@ -29,6 +29,9 @@ TERMINAL = ("accept", "drop", "reject")
 IPV4_FAMILIES = ("ip", "inet")
 IPV6_FAMILIES = ("ip6", "inet")
 NON_TERMINAL = frozenset({"LOG", "NFLOG", "MARK", "CONNMARK", "TRACE", "CT", "TCPMSS", "CHECKSUM", "AUDIT", "TEE"})
+NOT_ENIS = ("docker", "br-", "lo", "veth", "cni", "flannel", "kube-", "virbr", "tun", "wg")
+"""Interface names that are never an ENI device."""
+L4_FIELDS = ("sport", "dport", "type", "code", "flags", "protocol", "nexthdr", "l4proto")
 LEGACY_HOOKS = {("mangle", "FORWARD"): -150, ("filter", "FORWARD"): 0}
 
 
@@ -129,6 +132,9 @@ def _cond_of(match: Mapping[str, Any]) -> Cond:
     if isinstance(payload, Mapping) and payload.get("protocol") in ("ip", "ip6") \
             and payload.get("field") in ("saddr", "daddr"):
         return Cond(str(payload["field"]), values, negate)
+    if (isinstance(payload, Mapping) and payload.get("field") in L4_FIELDS) or (
+            isinstance(meta, Mapping) and meta.get("key") == "l4proto"):
+        return Cond("l4", (_render_match(match),))
     return Cond("other", (_render_match(match),))
 
 
@@ -290,14 +296,20 @@ def _legacy_rule(tokens: list[str]) -> Rule:
         elif token in ("-m", "--match"):
             module = arg
             i += 2
+            if arg in ("tcp", "udp", "icmp", "multiport", "sctp"):
+                pass  # its options are ports (l4, below)
         elif token in ("--ctstate", "--state") and module in ("conntrack", "state"):
             conds.append(Cond("ctstate", tuple(s.lower() for s in arg.split(",")), negate))
             i += 2
         elif token == "--comment":
             i += 2
         elif token in ("-p", "--protocol"):
-            conds.append(Cond("other", (f"{'! ' if negate else ''}-p {arg}",)))
+            conds.append(Cond("l4", (f"{'! ' if negate else ''}-p {arg}",)))
             i += 2
+        elif token in ("--dport", "--sport", "--dports", "--sports", "--destination-port", "--source-port",
+                       "--icmp-type", "--tcp-flags", "--syn"):
+            conds.append(Cond("l4", (f"{token} {arg}",)))
+            i += 2 if token != "--syn" else 1
         elif token.startswith("-"):
             conds.append(Cond("other", (f"{'-m ' + module + ' ' if module else ''}{token} {arg}".strip(),)))
             i += 2 if arg and not arg.startswith("-") else 1
@@ -360,7 +372,8 @@ class Packet:
 
 def _ifname_match(rule_value: str, candidate: str) -> bool | None:
     if candidate.startswith("~"):  # any name that does not start with this prefix (an unknown ENI device)
-        return False if rule_value.rstrip("*").startswith(candidate[1:]) else None
+        name = rule_value.rstrip("*")
+        return False if name.startswith((candidate[1:], *NOT_ENIS)) and name else None
     rule_wild, cand_wild = rule_value.endswith("*"), candidate.endswith("*")
     r, c = rule_value.rstrip("*"), candidate.rstrip("*")
     if not rule_wild and not cand_wild:
@@ -432,12 +445,14 @@ class Outcome:
     """The rule that decided, or ``policy drop`` / ``policy accept``."""
     undecided: tuple[str, ...] = ()
     """Matches doctor could not decide on the way (for the evidence)."""
+    by_port: bool = True
+    """Every undecided match on the way was a port or protocol match: some pod traffic surely ends here."""
 
 
 def _walk(chains: Chains, chain: Chain, packet: Packet, start: int, depth: int,
-          undecided: tuple[str, ...]) -> list[Outcome]:
+          undecided: tuple[str, ...], by_port: bool = True) -> list[Outcome]:
     if depth > MAX_DEPTH:
-        return [Outcome("accept", chain.where, "(jump depth exceeded)", undecided)]
+        return [Outcome("accept", chain.where, "(jump depth exceeded)", undecided, by_port)]
     for index in range(start, len(chain.rules)):
         rule = chain.rules[index]
         if rule.verdict is None:
@@ -447,23 +462,26 @@ def _walk(chains: Chains, chain: Chain, packet: Packet, start: int, depth: int,
             continue
         label = f"'{rule.text}'" + (f" (handle {rule.handle})" if rule.handle is not None else "")
         why = undecided if holds else (*undecided, f"{label} matches")
+        port_only = by_port and (holds is True or all(c.field == "l4" for c in rule.conds
+                                                       if _cond_holds(c, packet) is None))
         taken: list[Outcome] = []
         if rule.verdict in TERMINAL:
-            taken = [Outcome("drop" if rule.verdict != "accept" else "accept", chain.where, label, why)]
+            taken = [Outcome("drop" if rule.verdict != "accept" else "accept", chain.where, label, why, port_only)]
         elif rule.verdict == "return":
-            taken = [Outcome("return", chain.where, label, why)]
+            taken = [Outcome("return", chain.where, label, why, port_only)]
         elif rule.target is not None:
             sub = chains.get((chain.source, chain.family, chain.table, rule.target))
             if sub is None:
                 continue  # a jump to a chain that does not exist cannot be loaded; nothing to follow
             else:
-                inner = _walk(chains, sub, packet, 0, depth + 1, why)
+                inner = _walk(chains, sub, packet, 0, depth + 1, why, port_only)
                 for outcome in inner:
                     if outcome.verdict == "return":
                         if rule.verdict == "goto":
-                            taken.append(Outcome("return", chain.where, label, outcome.undecided))
+                            taken.append(Outcome("return", chain.where, label, outcome.undecided, outcome.by_port))
                         else:
-                            taken += _walk(chains, chain, packet, index + 1, depth, outcome.undecided)
+                            taken += _walk(chains, chain, packet, index + 1, depth, outcome.undecided,
+                                           outcome.by_port)
                     else:
                         taken.append(outcome)
                 if rule.verdict == "jump" and holds:
@@ -471,11 +489,11 @@ def _walk(chains: Chains, chain: Chain, packet: Packet, start: int, depth: int,
         if holds:
             return _dedupe(taken)
         return _dedupe([*taken, *_walk(chains, chain, packet, index + 1, depth,
-                                       (*undecided, f"{label} does not match"))])
+                                       (*undecided, f"{label} does not match"), port_only)])
     if chain.hook is None:
-        return [Outcome("return", chain.where, "end of chain", undecided)]
+        return [Outcome("return", chain.where, "end of chain", undecided, by_port)]
     verdict = "drop" if chain.policy == "drop" else "accept"
-    return [Outcome(verdict, chain.where, f"policy {chain.policy} (no rule decided)", undecided)]
+    return [Outcome(verdict, chain.where, f"policy {chain.policy} (no rule decided)", undecided, by_port)]
 
 
 def _dedupe(outcomes: list[Outcome]) -> list[Outcome]:
@@ -499,6 +517,11 @@ class HookResult:
         return bool(self.outcomes) and all(o.verdict == "drop" for o in self.outcomes)
 
     @property
+    def dropped_by_port(self) -> bool:
+        """Some pod traffic is surely dropped: what decides is only its port or protocol."""
+        return any(o.verdict == "drop" and o.by_port for o in self.outcomes)
+
+    @property
     def maybe_dropped(self) -> bool:
         return any(o.verdict == "drop" for o in self.outcomes)
 
@@ -516,7 +539,7 @@ def forward_path(chains: Chains, packet: Packet) -> HookResult:
                   key=lambda c: (c.priority, c.where))
     last: tuple[Outcome, ...] = ()
     for chain in base:
-        outcomes = tuple(o if o.verdict != "return" else Outcome("accept", o.where, o.rule, o.undecided)
+        outcomes = tuple(o if o.verdict != "return" else Outcome("accept", o.where, o.rule, o.undecided, o.by_port)
                          for o in _walk(chains, chain, packet, 0, 0, ()))
         if any(o.verdict == "drop" for o in outcomes):
             return HookResult(packet, tuple(base), outcomes)

@@ -36,6 +36,10 @@ TO_POD_PRIORITY = 512
 FROM_POD_PRIORITY = 2048
 SHARED_ENI_MODE = "eniip"
 EXCLUSIVE_ENI_MODE = "eni"
+CNI_PLUGINS_VERSION = "v1.5.1"
+CNI_PLUGINS_URL = ("https://github.com/containernetworking/plugins/releases/download/" + CNI_PLUGINS_VERSION
+                   + "/cni-plugins-linux-$(uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/')-" + CNI_PLUGINS_VERSION
+                   + ".tgz")
 PERSIST = "; persist it in /etc/sysctl.d/99-terway.conf so a reboot keeps it"
 
 
@@ -300,6 +304,12 @@ def forward_policy(ctx: Context) -> Verdict:
             if result.dropped and decided is not None:
                 dropped.append(result)
                 evidence.append(f"{_describe_packet(packet)}: dropped by {decided.rule} in {decided.where}")
+            elif result.dropped_by_port:
+                decided = next(o for o in result.outcomes if o.verdict == "drop" and o.by_port)
+                dropped.append(result)
+                evidence.append(f"{_describe_packet(packet)}: dropped by {decided.rule} in {decided.where} whenever "
+                                f"{' and '.join(decided.undecided)} (only ports or protocols decide: the rest of pod "
+                                "traffic is dropped)")
             elif decided is not None:
                 maybe.append(result)
                 evidence.append(f"{_describe_packet(packet)}: may be dropped by {decided.rule} in {decided.where}, "
@@ -411,10 +421,16 @@ def cni_plugin(ctx: Context) -> Verdict:
             evidence.append(f"{path}: {'not executable' if path.exists() else 'missing'}")
             missing.append(name)
     if missing:
-        fix = (f"restart the terway pod on this node (its init container installs {TERWAY_BINARY}); install the "
-               f"reference plugins ({', '.join(m for m in missing if m != TERWAY_BINARY) or 'none'}) from "
-               "containernetworking-plugins into " + str(bin_dir))
-        return fail(evidence, fix)
+        lines = []
+        plugins = [m for m in missing if m != TERWAY_BINARY]
+        if plugins:
+            members = " ".join(f"./{m}" for m in plugins)
+            lines.append(f"curl -fsSL {CNI_PLUGINS_URL} | tar -xz -C {bin_dir} {members}")
+        if TERWAY_BINARY in missing:
+            lines.append(f"# {TERWAY_BINARY}: the terway pod's init container installs it; delete that pod "
+                         "(kubectl -n kube-system delete pod <the terway pod on this node>): doctor does not know "
+                         "the node's Kubernetes name")
+        return fail(evidence, "\n".join(lines))
     return ok(*evidence)
 
 
@@ -425,19 +441,19 @@ def _daemon(ctx: Context) -> DaemonStatus:
 
 def daemon_socket(ctx: Context) -> Verdict:
     socket = ctx.options.socket
-    pods = ("kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=<this node's name> "
-            "(doctor does not know the node's Kubernetes name); kubectl -n kube-system logs <that terway pod> -c terway")
-    fix = f"start the daemon: {pods}; pass --socket if it listens elsewhere"
+    pods = ("kubectl -n kube-system get pods -o wide | grep terway   # the terway pod of this node; then: kubectl "
+            "-n kube-system logs <it> -c terway (doctor does not know the node's Kubernetes name)")
+    fix = f"{pods}\n# pass --socket if the daemon listens elsewhere"
     try:
         status = _daemon(ctx)
     except DaemonNotAnswering as exc:
         if exc.missing:
             require_terway_node(ctx)
         if exc.not_socket:
-            fix = (f"rm -r {socket}\nthen restart the daemon, which creates its socket there when it starts: "
-                   f"{pods}")
+            fix = (f"rm -r {socket}\n# then restart the terway pod of this node: it creates the socket when it "
+                   f"starts\n{pods}")
         elif exc.stale:
-            fix = f"the daemon is not running: {pods}"
+            fix = f"# the daemon is not running\n{pods}"
         return fail([f"{socket}: {exc.reason}"], fix)
     if not status.ready:
         return fail([f"{socket}: the daemon answers STATUS but is not ready"], fix)
@@ -628,7 +644,8 @@ def hostport_config(ctx: Context) -> Verdict:
     portmap = terway.plugin("portmap")
     raw = plugin.get("symmetric_routing")
     symmetric = raw is True
-    evidence = [f"{terway.file}: plugins {' -> '.join(terway.types)}; symmetric_routing {json.dumps(raw)}"]
+    shown = "unset (false)" if raw is None else json.dumps(raw)
+    evidence = [f"{terway.file}: plugins {' -> '.join(terway.types)}; symmetric_routing {shown}"]
     if raw is not None and not isinstance(raw, bool):
         return fail([*evidence, f"symmetric_routing must be true or false, not {type(raw).__name__} {json.dumps(raw)}: "
                      "the daemon reads it as off"],

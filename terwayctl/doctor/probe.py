@@ -178,9 +178,36 @@ def hostport(ctx: Context) -> Verdict:
     return _probe(ctx, ctx.options.hostport_target, "the hostPort", "--hostport-target", vpc=False)
 
 
+METADATA = Target("100.100.100.200", 80)
+
+
+def metadata(ctx: Context) -> Verdict:
+    """The instance metadata service, which the daemon asks for its instance id, region and RAM credentials."""
+    from terwayctl.doctor.node import ns_prefix, require_terway_node
+
+    require_terway_node(ctx)
+    ctx.prober  # noqa: B018 - resolving the input is the point
+    attempt = node_attempt(ctx, METADATA)
+    line = _line(attempt, METADATA)
+    if attempt.reached:
+        return ok(line)
+    prefix = ns_prefix(ctx)
+    if attempt.route is None:
+        return fail([line, "failed hop: node (no route to the metadata service)"],
+                    f"{prefix}ip route add 100.100.100.200/32 via $({prefix}ip -4 route show default dev eth0 | "
+                    f"awk '{{print $3}}') dev eth0")
+    return fail([line, "failed hop: node or VPC router: the node routes to it but gets no answer (a firewall OUTPUT "
+                 "rule on the node, or a route through the wrong interface)"],
+                f"{prefix}nft list ruleset | grep -n 100.100.100.200   # a rule dropping it; the route above must "
+                "leave through eth0")
+
+
 CHECKS: list[Check] = [
     Check("probe.external", "A pod reaches the external target", Scope.NODE, NEEDS, external,
           "one TCP connect (or ICMP echo) to --external-target from the node and from the pod side"),
     Check("probe.hostport", "A pod reaches a hostPort on its node", Scope.NODE, NEEDS, hostport,
           "one TCP connect to --hostport-target (node IP:port) from the node and from the pod side"),
+    Check("probe.metadata", "The node reaches the instance metadata service", Scope.NODE, NEEDS, metadata,
+          "one TCP connect to 100.100.100.200:80 from the node namespace (the daemon's instance id, region and "
+          "RAM credentials come from there)"),
 ]

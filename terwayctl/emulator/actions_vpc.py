@@ -1,7 +1,9 @@
-"""VPC 2016-04-28 actions: VPCs, vSwitches, NAT gateways, SNAT entries and EIPs.
+"""VPC 2016-04-28 actions: VPCs, vSwitches, route tables, NAT gateways, SNAT entries and EIPs.
 
-Everything is read only except the SNAT table: CreateSnatEntry and DeleteSnatEntry (the lab
-enforces the table in its router namespace, and removes an entry to inject "pods have no internet").
+Writes: CreateVSwitch, CreateRouteEntry, CreateSnatEntry and DeleteSnatEntry (the lab enforces the
+SNAT table in its router namespace, and removes an entry to inject "pods have no internet").
+Created vSwitches and SNAT entries are asynchronous as in the real API: they read Pending first
+(for `pending_polls` reads, default 1), then Available.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from typing import Any
 from terwayctl.emulator import params as p
 from terwayctl.emulator.context import Call, Handler, Reply
 from terwayctl.emulator.errors import ApiError, invalid_parameter, not_found
-from terwayctl.emulator.store import CREATED_AT, available_count, new_id
+from terwayctl.emulator.store import (
+    CREATED_AT,
+    add_route,
+    available_count,
+    mark_pending,
+    new_id,
+    route_table_of,
+    status_of,
+    system_route_table,
+)
 
 CREATION_TIME = CREATED_AT
 
@@ -65,13 +76,14 @@ def describe_vswitches(call: Call) -> Reply:
     ])
 
     def render(vsw: sqlite3.Row) -> Reply:
+        table_id, table_type = route_table_of(conn, vsw["vswitch_id"], vsw["vpc_id"])
         return {
             "VSwitchId": vsw["vswitch_id"], "VSwitchName": vsw["name"], "VpcId": vsw["vpc_id"],
-            "ZoneId": vsw["zone_id"], "CidrBlock": vsw["cidr"], "Status": "Available",
+            "ZoneId": vsw["zone_id"], "CidrBlock": vsw["cidr"], "Status": status_of(conn, vsw["vswitch_id"]),
             "AvailableIpAddressCount": available_count(conn, vsw["vswitch_id"]), "IsDefault": False,
             "Description": "", "CreationTime": CREATION_TIME, "ResourceGroupId": "", "Ipv6CidrBlock": "",
             "NetworkAclId": "",
-            "RouteTable": {"RouteTableId": "vtb-" + vsw["vpc_id"].removeprefix("vpc-"), "RouteTableType": "System"},
+            "RouteTable": {"RouteTableId": table_id, "RouteTableType": table_type},
         }
 
     return _paged(call, rows, "VSwitches", "VSwitch", 50, render)
@@ -120,7 +132,8 @@ def describe_snat_table_entries(call: Call) -> Reply:
         return {
             "SnatEntryId": entry["entry_id"], "SnatEntryName": "", "SnatTableId": entry["snat_table_id"],
             "NatGatewayId": entry["nat_id"], "SourceCIDR": entry["source_cidr"],
-            "SourceVSwitchId": entry["source_vswitch_id"], "SnatIp": entry["snat_ip"], "Status": "Available",
+            "SourceVSwitchId": entry["source_vswitch_id"], "SnatIp": entry["snat_ip"],
+            "Status": status_of(conn, entry["entry_id"]),
         }
 
     return _paged(call, rows, "SnatTableEntries", "SnatTableEntry", 100, render)
@@ -159,8 +172,7 @@ def create_snat_entry(call: Call) -> Reply:
     """Add an entry: the sources of a vSwitch (SourceVSwitchId) or a CIDR (SourceCIDR), never both.
 
     Each vSwitch and each source CIDR may appear in one entry of a table only; the SNAT IP must be
-    an EIP bound to the table's NAT gateway. The entry is Available at once (the real one is Pending
-    for a moment).
+    an EIP bound to the table's NAT gateway. The entry reads Pending first, then Available.
     """
     conn = call.conn
     table_id = p.required(call.params, "SnatTableId")
@@ -198,6 +210,7 @@ def create_snat_entry(call: Call) -> Reply:
     entry_id = new_id(conn, "snat")
     conn.execute("INSERT INTO snat_entries VALUES (?, ?, ?, ?, ?, ?)",
                  (entry_id, table_id, nat["nat_id"], cidr, source_vsw or "", snat_ip))
+    mark_pending(conn, entry_id)
     return {"SnatEntryId": entry_id}
 
 
@@ -212,7 +225,142 @@ def delete_snat_entry(call: Call) -> Reply:
     return {}
 
 
+def _network(name: str, text: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(text, strict=True)
+    except ValueError:
+        raise ApiError("InvalidCidrBlock.Malformed", f"The specified {name} \"{text}\" is not a valid CIDR block.") from None
+
+
+def create_vswitch(call: Call) -> Reply:
+    """A vSwitch in a zone of the region, inside the VPC's CIDR, overlapping no vSwitch of the VPC (/16 to /29)."""
+    conn = call.conn
+    vpc_id = p.required(call.params, "VpcId")
+    zone = p.required(call.params, "ZoneId")
+    text = p.required(call.params, "CidrBlock")
+    vpc = conn.execute("SELECT * FROM vpcs WHERE vpc_id = ?", (vpc_id,)).fetchone()
+    if vpc is None:
+        raise not_found("Vpc", vpc_id)
+    if conn.execute("SELECT 1 FROM zones WHERE zone_id = ?", (zone,)).fetchone() is None:
+        raise ApiError("InvalidZoneId.NotFound", f"The specified zone \"{zone}\" does not exist in {call.region}.",
+                       404)
+    net = _network("CidrBlock", text)
+    if not 16 <= net.prefixlen <= 29:
+        raise ApiError("InvalidCidrBlock.Malformed", f"The mask of the CidrBlock \"{text}\" must be /16 to /29.")
+    if not net.subnet_of(ipaddress.IPv4Network(vpc["cidr"])):
+        raise ApiError("InvalidCidrBlock.Malformed", f"The CidrBlock \"{text}\" is not inside the VPC's CIDR block "
+                       f"{vpc['cidr']}.")
+    for other in conn.execute("SELECT vswitch_id, cidr FROM vswitches WHERE vpc_id = ?", (vpc_id,)):
+        if net.overlaps(ipaddress.IPv4Network(other["cidr"])):
+            raise ApiError("InvalidCidrBlock.Overlapped", f"The specified CidrBlock \"{text}\" overlaps the vSwitch "
+                           f"{other['vswitch_id']} ({other['cidr']}).")
+    vswitch_id = new_id(conn, "vsw")
+    conn.execute("INSERT INTO vswitches VALUES (?, ?, ?, ?, ?)",
+                 (vswitch_id, vpc_id, zone, str(net), p.optional(call.params, "VSwitchName") or ""))
+    mark_pending(conn, vswitch_id)
+    return {"VSwitchId": vswitch_id}
+
+
+def _route_table(conn: sqlite3.Connection, table_id: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM route_tables WHERE route_table_id = ?", (table_id,)).fetchone()
+    if row is None:
+        raise ApiError("InvalidRouteTableId.NotFound", f"The specified route table \"{table_id}\" does not exist.",
+                       404)
+    return row  # type: ignore[no-any-return]
+
+
+def describe_route_table_list(call: Call) -> Reply:
+    conn = call.conn
+    vpc_id = p.optional(call.params, "VpcId")
+    for vpc in conn.execute("SELECT vpc_id FROM vpcs").fetchall():
+        system_route_table(conn, vpc[0])
+    rows = _select(conn, "route_tables", [
+        ("vpc_id", vpc_id), ("route_table_id", p.optional(call.params, "RouteTableId")),
+        ("type", p.optional(call.params, "RouteTableType")), ("name", p.optional(call.params, "RouteTableName")),
+    ])
+
+    def render(table: sqlite3.Row) -> Reply:
+        if table["type"] == "System":
+            bound = [r[0] for r in conn.execute(
+                "SELECT vswitch_id FROM vswitches WHERE vpc_id = ? AND vswitch_id NOT IN"
+                " (SELECT vswitch_id FROM route_table_vswitches) ORDER BY rowid", (table["vpc_id"],))]
+        else:
+            bound = [r[0] for r in conn.execute(
+                "SELECT vswitch_id FROM route_table_vswitches WHERE route_table_id = ? ORDER BY rowid",
+                (table["route_table_id"],))]
+        return {
+            "RouteTableId": table["route_table_id"], "RouteTableName": table["name"],
+            "RouteTableType": table["type"], "VpcId": table["vpc_id"], "RouterType": "VRouter",
+            "RouterId": "vrt-" + table["vpc_id"].removeprefix("vpc-"), "Status": "Available",
+            "CreationTime": CREATION_TIME, "Description": "", "ResourceGroupId": "",
+            "VSwitchIds": {"VSwitchId": bound},
+        }
+
+    return _paged(call, rows, "RouterTableList", "RouterTableListType", 50, render)
+
+
+def describe_route_entry_list(call: Call) -> Reply:
+    conn = call.conn
+    table_id = p.required(call.params, "RouteTableId")
+    _route_table(conn, table_id)
+    rows = _select(conn, "route_entries", [
+        ("route_table_id", table_id), ("destination", p.optional(call.params, "DestinationCidrBlock")),
+        ("entry_id", p.optional(call.params, "RouteEntryId")), ("next_hop_id", p.optional(call.params, "NextHopId")),
+        ("next_hop_type", p.optional(call.params, "NextHopType")),
+    ])
+    size = p.integer(call.params, "MaxResult", 20, 20, 100)  # MaxResult (singular) in this API
+    token = call.params.get("NextToken", "")
+    start = min(p.decode_token(token), len(rows)) if token else 0
+    end = min(start + size, len(rows))
+
+    def render(entry: sqlite3.Row) -> Reply:
+        return {
+            "RouteEntryId": entry["entry_id"], "RouteEntryName": entry["name"], "RouteTableId": table_id,
+            "DestinationCidrBlock": entry["destination"], "Type": entry["type"], "IpVersion": "ipv4",
+            "Status": status_of(conn, entry["entry_id"]), "Description": "",
+            "NextHops": {"NextHop": [{"NextHopType": entry["next_hop_type"], "NextHopId": entry["next_hop_id"],
+                                      "Enabled": 1, "Weight": 0}]},
+        }
+
+    return {"RouteEntrys": {"RouteEntry": [render(r) for r in rows[start:end]]},
+            "NextToken": p.encode_token(end) if end < len(rows) else ""}
+
+
+NEXT_HOP_PREFIXES = {"NatGateway": "ngw-", "Instance": "i-", "NetworkInterface": "eni-"}
+
+
+def create_route_entry(call: Call) -> Reply:
+    conn = call.conn
+    table_id = p.required(call.params, "RouteTableId")
+    destination = p.required(call.params, "DestinationCidrBlock")
+    hop_type = p.required(call.params, "NextHopType")
+    hop_id = p.required(call.params, "NextHopId")
+    table = _route_table(conn, table_id)
+    net = _network("DestinationCidrBlock", destination)
+    prefix = NEXT_HOP_PREFIXES.get(hop_type)
+    if prefix is None:
+        raise invalid_parameter("NextHopType", f"{hop_type!r} is not one of {', '.join(NEXT_HOP_PREFIXES)}")
+    if hop_type == "NatGateway":
+        nat = conn.execute("SELECT vpc_id FROM nat_gateways WHERE nat_id = ?", (hop_id,)).fetchone()
+        if nat is None or nat["vpc_id"] != table["vpc_id"]:
+            raise ApiError("InvalidNextHop.NotFound", f"The next hop \"{hop_id}\" does not exist in {table['vpc_id']}.",
+                           404)
+    elif not hop_id.startswith(prefix):
+        raise ApiError("InvalidNextHop.NotFound", f"The next hop \"{hop_id}\" is not a {hop_type}.", 404)
+    if conn.execute("SELECT 1 FROM route_entries WHERE route_table_id = ? AND destination = ?",
+                    (table_id, str(net))).fetchone() is not None:
+        raise ApiError("InvalidCIDRBlock.Duplicate", f"The route table {table_id} already has a route entry for "
+                       f"{net}.")
+    entry_id = add_route(conn, table_id, str(net), hop_type, hop_id, p.optional(call.params, "RouteEntryName") or "")
+    mark_pending(conn, entry_id)
+    return {"RouteEntryId": entry_id}
+
+
 VPC_ACTIONS: dict[str, Handler] = {
+    "CreateVSwitch": create_vswitch,
+    "DescribeRouteTableList": describe_route_table_list,
+    "DescribeRouteEntryList": describe_route_entry_list,
+    "CreateRouteEntry": create_route_entry,
     "DescribeVpcs": describe_vpcs,
     "DescribeVSwitches": describe_vswitches,
     "DescribeNatGateways": describe_nat_gateways,

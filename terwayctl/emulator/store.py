@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS snat_entries (entry_id TEXT PRIMARY KEY, snat_table_i
     nat_id TEXT NOT NULL, source_cidr TEXT NOT NULL, source_vswitch_id TEXT NOT NULL, snat_ip TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS eips (allocation_id TEXT PRIMARY KEY, ip TEXT NOT NULL, instance_id TEXT NOT NULL,
     instance_type TEXT NOT NULL, bandwidth INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS route_tables (route_table_id TEXT PRIMARY KEY, vpc_id TEXT NOT NULL, type TEXT NOT NULL,
+    name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS route_table_vswitches (vswitch_id TEXT PRIMARY KEY, route_table_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS route_entries (entry_id TEXT PRIMARY KEY, route_table_id TEXT NOT NULL,
+    destination TEXT NOT NULL, next_hop_type TEXT NOT NULL, next_hop_id TEXT NOT NULL, type TEXT NOT NULL,
+    name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (resource_id TEXT PRIMARY KEY, polls INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS client_tokens (token TEXT NOT NULL, action TEXT NOT NULL, fingerprint TEXT NOT NULL,
     response TEXT NOT NULL, PRIMARY KEY (token, action));
 """
@@ -278,6 +285,67 @@ def seed_world(conn: sqlite3.Connection, world: World) -> None:
         "INSERT INTO eips VALUES (?, ?, ?, ?, ?)",
         [(e.id, e.ip, e.instance_id, e.instance_type, e.bandwidth) for e in world.eips],
     )
+    for nat in world.nat_gateways:
+        if not nat.default_route:
+            set_meta(conn, f"no_default_route:{nat.id}", "1")
+    for vpc in world.vpcs:
+        system_route_table(conn, vpc.id)
+    for table in world.route_tables:
+        conn.execute("INSERT INTO route_tables VALUES (?, ?, 'Custom', ?)", (table.id, table.vpc_id, table.name))
+        conn.executemany("INSERT INTO route_table_vswitches VALUES (?, ?)", [(v, table.id) for v in table.vswitch_ids])
+        for route in table.routes:
+            add_route(conn, table.id, route.destination, route.next_hop_type, route.next_hop_id)
+
+
+def system_route_table(conn: sqlite3.Connection, vpc_id: str) -> str:
+    """The id of the VPC's system route table, created on first use (states from older versions have none).
+
+    Creating it adds 0.0.0.0/0 to the VPC's first NAT gateway, as creating an enhanced NAT gateway does.
+    """
+    table_id = "vtb-" + vpc_id.removeprefix("vpc-")
+    if conn.execute("SELECT 1 FROM route_tables WHERE route_table_id = ?", (table_id,)).fetchone() is None:
+        conn.execute("INSERT INTO route_tables VALUES (?, ?, 'System', '')", (table_id, vpc_id))
+        nat = conn.execute("SELECT nat_id FROM nat_gateways WHERE vpc_id = ? ORDER BY rowid", (vpc_id,)).fetchone()
+        if nat is not None and get_meta(conn, f"no_default_route:{nat[0]}") != "1":
+            add_route(conn, table_id, "0.0.0.0/0", "NatGateway", str(nat[0]))
+    return table_id
+
+
+def add_route(conn: sqlite3.Connection, table_id: str, destination: str, hop_type: str, hop_id: str,
+              name: str = "") -> str:
+    # Derived from the table and destination (one route per destination): no serial is consumed, so
+    # the ids of everything else created later stay as they were before route tables existed.
+    entry_id = "rte-bp1" + hashlib.sha1(f"{table_id}:{destination}".encode()).hexdigest()[:17]
+    conn.execute("INSERT INTO route_entries VALUES (?, ?, ?, ?, ?, 'Custom', ?)",
+                 (entry_id, table_id, destination, hop_type, hop_id, name))
+    return entry_id
+
+
+def route_table_of(conn: sqlite3.Connection, vswitch_id: str, vpc_id: str) -> tuple[str, str]:
+    """(route table id, System|Custom) the vSwitch uses."""
+    row = conn.execute("SELECT route_table_id FROM route_table_vswitches WHERE vswitch_id = ?", (vswitch_id,)).fetchone()
+    if row is not None:
+        return str(row[0]), "Custom"
+    return system_route_table(conn, vpc_id), "System"
+
+
+def mark_pending(conn: sqlite3.Connection, resource_id: str) -> None:
+    """A new resource reads Pending for `pending_polls` (meta, default 1) reads, then Available."""
+    polls = int(get_meta(conn, "pending_polls", "1"))
+    if polls > 0:
+        conn.execute("INSERT OR REPLACE INTO pending VALUES (?, ?)", (resource_id, polls))
+
+
+def status_of(conn: sqlite3.Connection, resource_id: str) -> str:
+    """Pending or Available; each read of a Pending resource counts down its remaining Pending reads."""
+    row = conn.execute("SELECT polls FROM pending WHERE resource_id = ?", (resource_id,)).fetchone()
+    if row is None:
+        return "Available"
+    if int(row[0]) <= 1:
+        conn.execute("DELETE FROM pending WHERE resource_id = ?", (resource_id,))
+    else:
+        conn.execute("UPDATE pending SET polls = polls - 1 WHERE resource_id = ?", (resource_id,))
+    return "Pending"
 
 
 def _seed_primary_ip(conn: sqlite3.Connection, vswitch_id: str, eni_id: str, ip: str | None, instance_id: str) -> None:

@@ -22,7 +22,7 @@ DEFAULT_KEY_ID = "emulator"
 DEFAULT_KEY_SECRET = "emulator"
 SCENARIO_KEYS = frozenset(
     {"region", "zones", "key_pairs", "vpcs", "vswitches", "security_groups", "instances", "nat_gateways",
-     "eips", "faults", "settings"}
+     "eips", "faults", "settings", "route_tables"}
 )
 
 
@@ -85,6 +85,26 @@ class NatGateway:
     snat_table_id: str
     snat_entries: tuple[SnatEntry, ...]
     name: str = ""
+    default_route: bool = True
+    """Whether the VPC's system route table sends 0.0.0.0/0 to this NAT gateway (as creating one does)."""
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    destination: str
+    next_hop_id: str
+    next_hop_type: str
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """A custom route table bound to vSwitches (the system table of each VPC exists implicitly)."""
+
+    id: str
+    vpc_id: str
+    vswitch_ids: tuple[str, ...]
+    routes: tuple[RouteEntry, ...]
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,7 @@ class World:
     instances: tuple[Instance, ...] = ()
     nat_gateways: tuple[NatGateway, ...] = ()
     eips: tuple[Eip, ...] = ()
+    route_tables: tuple[RouteTable, ...] = ()
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     fault_seed: int | None = None
     settings: Settings = Settings()
@@ -247,10 +268,11 @@ def parse_scenario(data: Any, source: str = "<dict>") -> World:
     instances = _instances(parser, data, vswitches, groups)
     nats = _nat_gateways(parser, data, vpcs, vswitches)
     eips = _eips(parser, data, instances, nats)
+    tables = _route_tables(parser, data, vpcs, vswitches, nats)
     faults, seed = _faults(parser, data)
     return World(
         region=region, zones=zones, key_pairs=key_pairs, vpcs=vpcs, vswitches=vswitches,
-        security_groups=groups, instances=instances, nat_gateways=nats, eips=eips, faults=faults,
+        security_groups=groups, instances=instances, nat_gateways=nats, eips=eips, route_tables=tables, faults=faults,
         fault_seed=seed, settings=_settings(parser, data),
     )
 
@@ -431,7 +453,44 @@ def _nat_gateways(
                 _network(parser, at, cidr)
             snat_ip = parser.text(entry, at, "snat_ip")
             entries.append(SnatEntry(parser.new_id(entry, at, "snat", j * 1000 + i), cidr, source_vsw, snat_ip))
-        result.append(NatGateway(nat_id, vsw.vpc_id, vsw.id, table_id, tuple(entries), str(item.get("name", ""))))
+        result.append(NatGateway(nat_id, vsw.vpc_id, vsw.id, table_id, tuple(entries), str(item.get("name", "")),
+                                 bool(item.get("default_route", True))))
+    return tuple(result)
+
+
+NEXT_HOP_TYPES = {"ngw-": "NatGateway", "i-": "Instance", "eni-": "NetworkInterface"}
+
+
+def _route_tables(
+    parser: _Parser, data: Mapping[str, Any], vpcs: Sequence[Vpc], vswitches: Sequence[VSwitch],
+    nats: Sequence[NatGateway],
+) -> tuple[RouteTable, ...]:
+    """Custom route tables: `{id, vpc, name, vswitches: [...], routes: [{destination, next_hop}]}`."""
+    result: list[RouteTable] = []
+    bound: set[str] = set()
+    for i, item in enumerate(parser.items(data, "route_tables")):
+        where = f"route_tables[{i}]"
+        vpc = _pick_vpc(parser, item, where, vpcs)
+        members = []
+        for ref in item.get("vswitches") or []:
+            vsw = _find_vswitch(parser, where, str(ref), vswitches)
+            if vsw.vpc_id != vpc.id or vsw.id in bound:
+                raise parser.fail(where, f"{vsw.id} is in another VPC or already bound to a route table",
+                                  "bind each vSwitch of the table's VPC to one custom route table at most")
+            bound.add(vsw.id)
+            members.append(vsw.id)
+        routes = []
+        for j, route in enumerate(parser.items(item, "routes")):
+            at = f"{where}.routes[{j}]"
+            destination = parser.text(route, at, "destination")
+            _network(parser, at, destination)
+            hop = parser.text(route, at, "next_hop")
+            kind = next((v for k, v in NEXT_HOP_TYPES.items() if hop.startswith(k)), None)
+            if kind is None or (kind == "NatGateway" and hop not in {n.id for n in nats}):
+                raise parser.fail(at, f"unknown next hop {hop!r}", "name a NAT gateway (ngw-...), instance or ENI")
+            routes.append(RouteEntry(destination, hop, kind))
+        result.append(RouteTable(parser.new_id(item, where, "vtb", i), vpc.id, tuple(members), tuple(routes),
+                                 str(item.get("name", ""))))
     return tuple(result)
 
 

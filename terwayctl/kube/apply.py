@@ -12,6 +12,7 @@ from typing import Any
 from terwayctl.core.errors import InvalidInput
 from terwayctl.kube.api import Applier
 from terwayctl.kube.client import FIELD_MANAGER, resource_path
+from terwayctl.kube.configmap import VSWITCH_FIELD_MANAGER
 from terwayctl.kube.errors import KubeNotFound
 
 DRY_RUN_MODES = ("server", "client")
@@ -43,6 +44,8 @@ class ApplyResult:
     action: str
     """created, configured or unchanged (what the apply did, or would do in a dry run)."""
     diff: str = ""
+    notes: tuple[str, ...] = ()
+    """What apply deliberately left as it is in the cluster (e.g. the pod vSwitches of eni_conf)."""
 
     @property
     def ref(self) -> str:
@@ -107,6 +110,48 @@ def _merge(live: Mapping[str, Any], applied: Mapping[str, Any]) -> dict[str, Any
     return result
 
 
+def _owns_eni_conf(live: Mapping[str, Any], manager: str) -> bool:
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        fields = (entry.get("fieldsV1") or {}).get("f:data") or {}
+        if entry.get("manager") == manager and "f:eni_conf" in fields:
+            return True
+    return False
+
+
+def keep_live_vswitches(body: dict[str, Any], live: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """The ownership rule of eni_conf (docs/vswitch.md): once installed, its `vswitches` belong to
+    `terwayctl vswitch add/remove`, so apply carries the live list into what it applies.
+
+    Changes `body` in place; returns (notes, force): force when the field was last written by the
+    vswitch commands and apply still changes it (another key of eni_conf), so apply takes the field
+    back without a conflict while keeping their vSwitches.
+    """
+    from terwayctl.core.eniconf import configured_vswitches, dump_like, parse_eni_conf_text
+
+    data, live_data = body.get("data"), live.get("data") or {}
+    if not isinstance(data, dict):
+        return [], False
+    rendered, current = data.get("eni_conf"), live_data.get("eni_conf")
+    if not isinstance(rendered, str) or not isinstance(current, str):
+        return [], False
+    name = str((body.get("metadata") or {}).get("name", ""))
+    try:
+        wanted, existing = parse_eni_conf_text(rendered, "rendered eni_conf"), parse_eni_conf_text(current, "live")
+        live_vsw = configured_vswitches(existing, "live eni_conf") if "vswitches" in existing else None
+        new_vsw = configured_vswitches(wanted, "rendered eni_conf")
+    except InvalidInput:
+        return [], False
+    notes = []
+    if live_vsw is not None and live_vsw != new_vsw:
+        wanted["vswitches"] = live_vsw
+        data["eni_conf"] = dump_like(wanted, rendered)
+        shown = "; ".join(f"{zone}: {', '.join(ids)}" for zone, ids in sorted(live_vsw.items()))
+        notes.append(f"configmap/{name}: eni_conf vswitches kept as in the cluster ({shown}): after install they "
+                     "belong to 'terwayctl vswitch add/remove', which apply never undoes")
+    force = data["eni_conf"] != current and _owns_eni_conf(live, VSWITCH_FIELD_MANAGER)
+    return notes, force
+
+
 def _identity(obj: Mapping[str, Any], default_namespace: str, namespaced: bool) -> tuple[str, str | None]:
     meta = obj.get("metadata")
     name = meta.get("name") if isinstance(meta, Mapping) else None
@@ -130,11 +175,15 @@ def apply_object(client: Applier, obj: Mapping[str, Any], options: ApplyOptions)
     except KubeNotFound:
         live = None
     label = f"{kind}/{namespace + '/' if namespace else ''}{name}"
+    notes: list[str] = []
+    take_back = False
+    if kind == "ConfigMap" and api_version == "v1" and live is not None:
+        notes, take_back = keep_live_vswitches(body, live)
     if options.dry_run == "client":
         result = _merge(live, body) if live is not None else body
     else:
         query = [("fieldManager", FIELD_MANAGER)]
-        if options.force_conflicts:
+        if options.force_conflicts or take_back:
             query.append(("force", "true"))
         if options.dry_run == "server":
             query.append(("dryRun", "All"))
@@ -150,7 +199,7 @@ def apply_object(client: Applier, obj: Mapping[str, Any], options: ApplyOptions)
     else:
         action = "unchanged" if clean_for_diff(result) == clean_for_diff(live) else "configured"
     diff = object_diff(live, result, label) if options.diff else ""
-    return ApplyResult(api_version, kind, name, namespace, action, diff)
+    return ApplyResult(api_version, kind, name, namespace, action, diff, tuple(notes))
 
 
 def apply_objects(client: Applier, objects: Iterable[Mapping[str, Any]], options: ApplyOptions) -> list[ApplyResult]:

@@ -16,10 +16,19 @@ from types import TracebackType
 from typing import Any
 
 from terwayctl import __version__
-from terwayctl.kube.errors import KubeConfigError, KubeError, KubeInvalid, from_api_error, unreachable
+from terwayctl.kube.errors import (
+    KubeConfigError,
+    KubeError,
+    KubeInvalid,
+    from_api_error,
+    not_kubernetes,
+    unreachable,
+)
 
 Obj = dict[str, Any]
 DEFAULT_REQUEST_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+DISCOVERY_TIMEOUT = 5.0  # read deadline of the discovery calls (and any call that names none)
 FIELD_MANAGER = "terwayctl"
 
 
@@ -199,19 +208,59 @@ def _open(configuration: Any, request_timeout: float) -> KubeClient:
     from kubernetes.dynamic import DynamicClient as UntypedDynamicClient
     from urllib3.exceptions import HTTPError
 
+    from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
+    from urllib3.util.retry import Retry
+
     dynamic_client: Any = UntypedDynamicClient  # kubernetes.dynamic has no annotations
     server = str(configuration.host)
+    # One retry of a refused or timed-out connect, never of a request the server may have seen: the
+    # total time of a call stays under connect x 2 + read.
+    configuration.retries = Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0)
     api_client: Any = client.ApiClient(configuration)
     api_client.user_agent = f"terwayctl/{__version__}"
+    deadline = (min(CONNECT_TIMEOUT, request_timeout), min(DISCOVERY_TIMEOUT, request_timeout))
+    call_api = api_client.call_api
+
+    def call_with_deadline(*args: Any, **kwargs: Any) -> Any:
+        # The dynamic client's discovery calls pass no timeout: without this they wait forever on a
+        # server that accepts the connection and never answers.
+        if not kwargs.get("_request_timeout"):
+            kwargs["_request_timeout"] = deadline
+        return call_api(*args, **kwargs)
+
+    api_client.call_api = call_with_deadline
     workdir = Path(tempfile.mkdtemp(prefix="terwayctl-discovery-"))
     try:
         dynamic = dynamic_client(api_client, cache_file=str(workdir / "discovery.json"))
     except ApiException as exc:
         api_client.close()
         shutil.rmtree(workdir, ignore_errors=True)
+        if exc.status in (404, 405) or not _is_kube_status(exc.body):
+            raise not_kubernetes(server, f"it answered API discovery with HTTP {exc.status}") from None
         raise from_api_error(exc.status or None, exc.body, "API discovery") from None
-    except (HTTPError, ValueError, json.JSONDecodeError) as exc:
+    except (ValueError, json.JSONDecodeError, TypeError, KeyError, AttributeError):
         api_client.close()
         shutil.rmtree(workdir, ignore_errors=True)
-        raise unreachable(server, _reason(exc)) from None
+        raise not_kubernetes(server, "its answer to API discovery is not a Kubernetes discovery document") from None
+    except HTTPError as exc:
+        api_client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+        if isinstance(reason, NewConnectionError):
+            text = str(reason)
+            detail = "connection refused" if "refused" in text.lower() else f"cannot connect: {text.split('] ')[-1]}"
+        elif isinstance(reason, ReadTimeoutError):
+            detail = f"connected, but no answer to API discovery in {deadline[1]:g} s"
+        elif isinstance(reason, ConnectTimeoutError):
+            detail = f"no answer to the connection in {deadline[0]:g} s"
+        else:
+            detail = _reason(exc)
+        raise unreachable(server, detail) from None
     return KubeClient(dynamic, server, workdir, request_timeout)
+
+
+def _is_kube_status(body: Any) -> bool:
+    """The error body is a metav1.Status, so the server is a Kubernetes API server."""
+    from terwayctl.kube.errors import status_body
+
+    return status_body(body).get("kind") == "Status"

@@ -1,15 +1,34 @@
-"""ConfigMap edits with optimistic concurrency: read, transform (a pure function), PUT, retry on 409."""
+"""ConfigMap edits with optimistic concurrency: read, transform (a pure function), PUT, retry on 409.
+
+Who owns what: `terwayctl apply` writes the whole eni-config by server-side apply (field manager
+`terwayctl`). The `vswitch` commands edit only the `vswitches` key inside the eni_conf string, with
+a PUT under their own field manager `terwayctl-vswitch` (an Update, never an Apply), so they never
+take part in apply's conflict detection; `apply` in turn keeps the live `vswitches` of eni_conf
+(kube/apply.py) so it never undoes them. eni_conf is one string field for the API server, so the
+split is by key inside it, kept by the two commands, not by the server.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from terwayctl.kube.api import ObjectWriter
+from terwayctl.kube.client import resource_path
 from terwayctl.kube.errors import KubeConflict
 
 Transform = Callable[[Mapping[str, str]], Mapping[str, str]]
 DEFAULT_ATTEMPTS = 5
+VSWITCH_FIELD_MANAGER = "terwayctl-vswitch"
+
+
+class ConfigMapWriter(Protocol):
+    """Reads a ConfigMap and PUTs it back under a given field manager."""
+
+    def get(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> dict[str, Any]: ...
+
+    def request(self, method: str, path: str, *, what: str, body: Any = None,
+                query: Sequence[tuple[str, str]] = (), content_type: str | None = None) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -26,13 +45,14 @@ class EditResult:
 
 
 def edit_configmap(
-    client: ObjectWriter,
+    client: ConfigMapWriter,
     namespace: str,
     name: str,
     transform: Transform,
     *,
     attempts: int = DEFAULT_ATTEMPTS,
     dry_run: bool = False,
+    field_manager: str = VSWITCH_FIELD_MANAGER,
 ) -> EditResult:
     """Apply `transform` to the ConfigMap's data and write it with its resourceVersion.
 
@@ -50,7 +70,8 @@ def edit_configmap(
             return EditResult(name, namespace, before, after, attempt, changed, False, version)
         updated = {**obj, "data": after}
         try:
-            reply = client.replace("v1", "configmaps", updated)
+            reply = client.request("PUT", resource_path("v1", "configmaps", namespace, name),
+                                   what=f"configmaps/{name}", body=updated, query=[("fieldManager", field_manager)])
         except KubeConflict as exc:
             if exc.reason == "Conflict":
                 continue

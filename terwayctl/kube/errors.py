@@ -93,3 +93,10 @@ def unreachable(server: str, detail: str) -> KubeUnavailable:
         f"cannot reach the Kubernetes API server at {server}: {detail}",
         hint="check --kubeconfig / --context and that the cluster's API server is reachable from here",
     )
+
+
+def not_kubernetes(server: str, detail: str) -> KubeUnavailable:
+    return KubeUnavailable(
+        f"{server} is not a Kubernetes API server: {detail}",
+        hint="check the server: URL of the kubeconfig's cluster (--kubeconfig / --context)",
+    )

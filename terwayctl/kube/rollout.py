@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from terwayctl.kube.api import ObjectReader, ObjectWriter
-from terwayctl.kube.reads import PodInfo, list_pods
+from terwayctl.kube.client import resource_path
+from terwayctl.kube.reads import PodInfo, list_pods, pod_from_object
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 DEFAULT_POLL = 1.0
@@ -120,3 +122,129 @@ def wait_for_rollout(
     if progress.done:
         return RolloutResult(name, namespace, True, progress, (), clock() - start)
     return RolloutResult(name, namespace, False, progress, unready_pods(reader, ds), clock() - start)
+
+
+# --- restarting the terway pods of some nodes only, in batches ------------------------------------------
+
+
+class PodRestarter(ObjectReader, Protocol):
+    """Reads plus DELETE (a deleted DaemonSet pod is recreated by the DaemonSet controller)."""
+
+    def request(self, method: str, path: str, *, what: str, body: Any = None,
+                query: Sequence[tuple[str, str]] = (), content_type: str | None = None) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    nodes: tuple[str, ...]
+    ready: bool
+    unready: tuple[UnreadyPod, ...]
+    """The pods of the batch not ready at the timeout (a node without a new pod: reason NotRecreated)."""
+
+
+@dataclass(frozen=True)
+class NodeRestartResult:
+    name: str
+    namespace: str
+    complete: bool
+    batch_size: int
+    batches: tuple[BatchOutcome, ...]
+    """The batches run, the failed one last when not complete."""
+    nodes: tuple[str, ...]
+    """The nodes whose pods are restarted, in order."""
+    waited_seconds: float
+    skipped: tuple[str, ...] = ()
+    """Nodes asked for that run no pod of the DaemonSet (nothing to restart)."""
+
+    @property
+    def restarted(self) -> int:
+        return sum(len(b.nodes) for b in self.batches if b.ready)
+
+
+def max_unavailable(ds: Mapping[str, Any], desired: int) -> int:
+    """The DaemonSet's rollingUpdate.maxUnavailable as a pod count (a percentage rounds up; at least 1)."""
+    strategy = ((ds.get("spec") or {}).get("updateStrategy") or {}).get("rollingUpdate") or {}
+    value = strategy.get("maxUnavailable", 1)
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            percent = float(value[:-1])
+        except ValueError:
+            return 1
+        return max(1, math.ceil(desired * percent / 100))
+    return max(1, _int(value))
+
+
+def _node_pods(reader: ObjectReader, namespace: str, selector: str, node: str) -> list[dict[str, Any]]:
+    return reader.list("v1", "pods", namespace, label_selector=selector, field_selector=f"spec.nodeName={node}")
+
+
+def restart_pods_on_nodes(
+    client: PodRestarter,
+    namespace: str,
+    name: str,
+    nodes: Sequence[str],
+    *,
+    timeout: float,
+    poll: float = DEFAULT_POLL,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_batch: Callable[[int, int, Sequence[str]], None] | None = None,
+) -> NodeRestartResult:
+    """Delete the DaemonSet's pods on `nodes`, at most maxUnavailable at a time, waiting for each batch.
+
+    A batch is done when every node of it runs a new (other uid) ready pod of the DaemonSet; a batch
+    that is not done within `timeout` seconds stops the restart (the rest keep their old pods).
+    `on_batch(done, total, batch_nodes)` is called before each batch and once at the end.
+    """
+    start = clock()
+    ds = client.get("apps/v1", "daemonsets", name, namespace)
+    selector = _selector(ds)
+    asked = list(dict.fromkeys(nodes))
+    skipped = tuple(n for n in asked if not _node_pods(client, namespace, selector, n))
+    ordered = [n for n in asked if n not in skipped]
+    size = max_unavailable(ds, progress_of(ds).desired or len(ordered))
+    batches: list[BatchOutcome] = []
+    done = 0
+    for first in range(0, len(ordered), size):
+        batch = ordered[first:first + size]
+        if on_batch is not None:
+            on_batch(done, len(ordered), batch)
+        old: dict[str, set[str]] = {}
+        for node in batch:
+            pods = _node_pods(client, namespace, selector, node)
+            old[node] = {str((p.get("metadata") or {}).get("uid", "")) for p in pods}
+            for pod in pods:
+                pod_name = str((pod.get("metadata") or {}).get("name", ""))
+                client.request("DELETE", resource_path("v1", "pods", namespace, pod_name), what=f"pods/{pod_name}")
+        outcome = _wait_batch(client, namespace, selector, old, timeout=timeout, poll=poll, clock=clock, sleep=sleep)
+        batches.append(outcome)
+        if not outcome.ready:
+            return NodeRestartResult(name, namespace, False, size, tuple(batches), tuple(ordered), clock() - start,
+                                     skipped)
+        done += len(batch)
+    if on_batch is not None:
+        on_batch(done, len(ordered), [])
+    return NodeRestartResult(name, namespace, True, size, tuple(batches), tuple(ordered), clock() - start, skipped)
+
+
+def _wait_batch(
+    reader: ObjectReader, namespace: str, selector: str, old: Mapping[str, set[str]], *, timeout: float,
+    poll: float, clock: Callable[[], float], sleep: Callable[[float], None],
+) -> BatchOutcome:
+    start = clock()
+    while True:
+        unready: list[UnreadyPod] = []
+        for node, previous in old.items():
+            fresh = [p for p in _node_pods(reader, namespace, selector, node)
+                     if str((p.get("metadata") or {}).get("uid", "")) not in previous]
+            if not fresh:
+                unready.append(UnreadyPod("-", node, "NotRecreated"))
+                continue
+            infos = [pod_from_object(p) for p in fresh]
+            unready += [UnreadyPod(i.name, node, i.reason or i.phase) for i in infos if not i.ready]
+        elapsed = clock() - start
+        if not unready:
+            return BatchOutcome(tuple(old), True, ())
+        if elapsed >= timeout:
+            return BatchOutcome(tuple(old), False, tuple(unready))
+        sleep(min(poll, timeout - elapsed))

@@ -8,6 +8,9 @@
 | ``forward-drop`` | node | ``table ip filter``, chain ``FORWARD`` with policy drop (what iptables-nft writes for ``iptables -P FORWARD DROP``) |
 | ``docker-port`` | node | docker0 (172.17.0.1/16) and a published port the way docker does it: ``table ip nat`` with a ``DOCKER`` chain DNAT ``tcp dport <port>`` to 172.17.0.2:80, jumped to from PREROUTING and OUTPUT for local addresses, plus the MASQUERADE of 172.17.0.0/16 |
 | ``del-rule`` | pod | the pod's ``from <podIP> lookup <ENI table>`` rule (priority 2048) deleted behind the daemon's back |
+| ``forward-rule`` | node | ``table inet filter``, chain ``forward`` with policy accept but ``iifname "cali*" reject``: what a hand-written host firewall does |
+| ``leaked-rule`` | node | a ``from <unused pod IP> lookup <ENI table>`` rule (priority 2048) no pod holds: what a daemon killed mid-teardown leaves |
+| ``leaked-eni`` | vswitch | an ENI tagged ``terway.node=i-deleted-node`` created on the vSwitch through the cloud API and left Available: what the daemon of a node deleted between CreateNetworkInterface and AttachNetworkInterface leaves (no running daemon adopts it) |
 
 Each injected fault is recorded in ``state.json`` (kind:target) with what `clear` needs to undo it.
 """
@@ -49,6 +52,9 @@ KINDS: dict[str, FaultKind] = {k.kind: k for k in (
     FaultKind("forward-drop", "node", "FORWARD policy drop on the node (nftables table ip filter)"),
     FaultKind("docker-port", "node", "a docker-published port: DOCKER chain DNAT to 172.17.0.2 on the node"),
     FaultKind("del-rule", "pod", "the pod's 'from <podIP> lookup <ENI table>' rule deleted behind the daemon"),
+    FaultKind("forward-rule", "node", "FORWARD policy accept, but a rule rejects pod traffic (iifname cali*)"),
+    FaultKind("leaked-rule", "node", "a policy rule for a pod IP no pod holds (left behind by a killed daemon)"),
+    FaultKind("leaked-eni", "vswitch", "an Available ENI tagged by the daemon, attached to nothing (leaked)"),
 )}
 
 
@@ -119,6 +125,13 @@ def describe(record: FaultRecord) -> str:
         return f"table ip filter, chain FORWARD policy drop on {record.target}"
     if record.kind == "docker-port":
         return f"docker0 and DNAT tcp/{detail.get('port')} -> {detail.get('to')} on {record.target}"
+    if record.kind == "forward-rule":
+        return f"table inet {FORWARD_RULE_TABLE}: policy accept, 'iifname \"cali*\" reject' on {record.target}"
+    if record.kind == "leaked-rule":
+        return f"added 'from {detail.get('ip')} lookup {detail.get('table')}' (priority {RULE_PRIORITY}) on " \
+               f"{record.target}"
+    if record.kind == "leaked-eni":
+        return f"created {detail.get('eni')} on {record.target}, tagged {LEAK_TAG}={detail.get('instance')}, Available"
     return f"deleted 'from {detail.get('ip')} lookup {detail.get('table')}' (priority {detail.get('priority')}) of pod {record.target}"
 
 
@@ -276,10 +289,76 @@ def _ip(ns: str, *args: str) -> None:
         raise network.LabNetworkError(f"ip {' '.join(args)} in {ns}: {done.stderr.strip()}")
 
 
+# --- forward-rule / leaked-rule / leaked-eni -------------------------------------------------------------------
+
+FORWARD_RULE_TABLE = "hostfw"
+LEAK_TAG = "terway.node"  # the tag key the daemon puts on the ENIs it creates (terwayctl.node.config)
+LEAKED_POD_IP = "192.168.63.250"
+LEAK_OWNER = "i-deleted-node"
+
+
+def _forward_rule(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    network.nft(topology.node(target).ns, (
+        f"table inet {FORWARD_RULE_TABLE} {{\n  chain forward {{\n"
+        "    type filter hook forward priority filter; policy accept;\n"
+        '    iifname "cali*" counter reject\n  }\n}\n'))
+    return {"table": f"inet {FORWARD_RULE_TABLE}", "chain": "forward"}
+
+
+def _forward_rule_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    ns = topology.node(record.target).ns
+    if network.nft_list(ns, "inet", FORWARD_RULE_TABLE):
+        network.nft(ns, f"delete table inet {FORWARD_RULE_TABLE}\n")
+
+
+def _leaked_rule(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    ns = topology.node(target).ns
+    tables = sorted({int(r["table"]) for r in _rules(ns) if str(r.get("table", "")).isdigit()
+                     and int(r["table"]) >= 1000})
+    table = str(tables[0]) if tables else "1001"
+    _ip(ns, "rule", "add", "from", f"{LEAKED_POD_IP}/32", "priority", str(RULE_PRIORITY), "table", table)
+    return {"ip": LEAKED_POD_IP, "table": table, "priority": RULE_PRIORITY}
+
+
+def _leaked_rule_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    ns = topology.node(record.target).ns
+    if any(r.get("priority") == RULE_PRIORITY and r.get("src") == record.detail["ip"] for r in _rules(ns)):
+        _ip(ns, "rule", "del", "from", f"{record.detail['ip']}/32", "priority", str(RULE_PRIORITY), "table",
+            str(record.detail["table"]))
+
+
+def _lab_cloud(lab: LabDir, topology: Topology) -> Any:
+    from terwayctl.cloud.session import build_client
+    from terwayctl.lab.model import ACCESS_KEY_ID, ACCESS_KEY_SECRET
+
+    url = lab.ready().get("url")
+    if not url:
+        raise InvalidInput(f"lab {lab.name} is not serving", hint="terwayctl lab up")
+    return build_client(region=topology.region, endpoint=str(url), access_key_id=ACCESS_KEY_ID,
+                        access_key_secret=ACCESS_KEY_SECRET, environ={})
+
+
+def _leaked_eni(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+    client = _lab_cloud(lab, topology)
+    instance = LEAK_OWNER  # a node that is gone: the lab's daemons would adopt an ENI tagged with their own instance
+    groups = sorted({sg for e in client.describe_network_interfaces(vpc_id=topology.vpc_id)
+                     for sg in e.security_group_ids})
+    eni = client.create_network_interface(vswitch_id=target, security_group_ids=groups[:1],
+                                          description="leaked by terwayctl lab fault", tags={LEAK_TAG: instance})
+    return {"eni": eni.network_interface_id, "instance": instance}
+
+
+def _leaked_eni_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    client = _lab_cloud(lab, topology)
+    client.delete_network_interface(str(record.detail["eni"]))
+
+
 Injector = Callable[[LabDir, Topology, str, int], dict[str, Any]]
 Restorer = Callable[[LabDir, Topology, FaultRecord], None]
 INJECT: dict[str, Injector] = {"no-snat": _no_snat, "exhaust": _exhaust, "rp-filter": _rp_filter,
-                               "forward-drop": _forward_drop, "docker-port": _docker_port, "del-rule": _del_rule}
+                               "forward-drop": _forward_drop, "docker-port": _docker_port, "del-rule": _del_rule,
+                               "forward-rule": _forward_rule, "leaked-rule": _leaked_rule, "leaked-eni": _leaked_eni}
 CLEAR: dict[str, Restorer] = {"no-snat": _restore_snat, "exhaust": _unexhaust, "rp-filter": _rp_restore,
                               "forward-drop": _forward_restore, "docker-port": _docker_restore,
-                              "del-rule": _rule_restore}
+                              "del-rule": _rule_restore, "forward-rule": _forward_rule_restore,
+                              "leaked-rule": _leaked_rule_restore, "leaked-eni": _leaked_eni_restore}

@@ -72,11 +72,11 @@ class _Snapshot:
 
 def _read(store_path: Path) -> tuple[_Snapshot, str]:
     with Store(store_path, readonly=True) as store:
-        snap = _Snapshot({e.eni_id: e for e in store.enis()}, store.ips(), store.intents())
         try:
-            when = store.meta("resync_next") or ""
-        except Exception:  # noqa: BLE001 - a store of an older daemon
-            when = ""
+            intents, when = store.intents(), store.meta("resync_next") or ""
+        except Exception:  # noqa: BLE001 - the store of an older daemon: no intent log
+            intents, when = [], ""
+        snap = _Snapshot({e.eni_id: e for e in store.enis()}, store.ips(), intents)
     return snap, when
 
 

@@ -302,6 +302,8 @@ class Pool:
         period = self.config.pool.sync_period
         next_sync = self.clock() + period
         self.next_resync = time.time() + period
+        with contextlib.suppress(Exception):
+            self.store.set_meta("resync_next", f"{self.next_resync:.3f}")
         while not self._stop.is_set():
             now = self.clock()
             wait_until = max(next_sync, self._backoff_until) if self._backoff_until > now else next_sync
@@ -410,7 +412,10 @@ class Pool:
                 except Exception as exc:
                     log.warning("pool job failed: %s", exc, exc_info=not error_code(exc))
                     code = error_code(exc)
-                    errors.append(f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}")
+                    if code == IP_NOT_ENOUGH and not isinstance(exc, PoolEmpty):
+                        errors.append(f"{code}: {self._all_backed_off()}")  # the vSwitch, time, request, fix
+                    else:
+                        errors.append(f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}")
         return "; ".join(errors)
 
     def _publish(self, eni: Eni, ips: Sequence[str]) -> None:

@@ -44,6 +44,7 @@ from terwayctl.kernel.datapath import (
     PodAttachment,
     PodNetwork,
     Reported,
+    SymmetricRouting,
 )
 from terwayctl.kube.errors import KubeError, KubeNotFound
 from terwayctl.node.cloudapi import EniCloud
@@ -118,6 +119,20 @@ def check_prev_result(prev: Mapping[str, object] | None, record: IpRecord, ifnam
         pod_mac=str(interfaces[pod_index]["mac"]) if interfaces[pod_index].get("mac") else None,
         host_mac=str(host["mac"]) if host is not None and host.get("mac") else None,
         routes=routes,
+    )
+
+
+def symmetric_routing_config(value: object) -> SymmetricRouting:
+    """The conflist's `symmetric_routing_config` (validated by the plugin) over upstream's defaults."""
+    options = value if isinstance(value, dict) else {}
+    default = SymmetricRouting()
+    return SymmetricRouting(
+        interface=str(options.get("interface") or default.interface),
+        mark=int(options.get("mark") or default.mark),
+        mask=int(options.get("mask") or default.mask),
+        table=int(options.get("table_id") or default.table),
+        priority=int(options.get("rule_priority") or default.priority),
+        comment=str(options.get("comment") or default.comment),
     )
 
 
@@ -196,6 +211,8 @@ class Daemon:
         self.last_resync = Repairs()
         self.started_at = 0.0
         self._locks = _KeyLocks()
+        self._symmetric_lock = threading.Lock()
+        self._symmetric_done: set[SymmetricRouting] = set()
         self._vswitches: dict[str, VSwitchInfo] = {}
         self.datapath_choice: DatapathChoice | None = None
         """the datapath mode of this daemon's pods and why (chosen once, at start)"""
@@ -325,8 +342,8 @@ class Daemon:
 
     def _vswitch_infos(self, ids: Iterable[str]) -> dict[str, VSwitchInfo]:
         wanted = [v for v in dict.fromkeys(ids) if v and v not in self._vswitches]
-        if wanted:
-            for vsw in self.cloud.describe_vswitches(vswitch_ids=wanted):
+        for wanted_id in wanted:  # DescribeVSwitches filters by one VSwitchId per call
+            for vsw in self.cloud.describe_vswitches(vswitch_ids=[wanted_id]):
                 self._vswitches[vsw.vswitch_id] = VSwitchInfo(vsw.vswitch_id, vsw.cidr_block)
         missing = [v for v in wanted if v not in self._vswitches]
         if missing:
@@ -361,12 +378,36 @@ class Daemon:
             return Reply.failure(TRY_AGAIN_LATER, "terway daemon is starting", "the runtime retries")
         if request.verb == "GC":
             return self._gc(request)
+        if request.verb == "ADD":
+            failed = self._symmetric_routing(request.netconf, self.datapath)
+            if failed is not None:
+                return failed
         with self._locks.hold(request.container_id):
             if request.verb == "ADD":
                 return self._add(request, self.pool, self.store, self.datapath)
             if request.verb == "DEL":
                 return self._del(request, self.pool, self.store)
             return self._check(request, self.store, self.pool, self.datapath)
+
+    def _symmetric_routing(self, netconf: Mapping[str, object], datapath: Datapath) -> Reply | None:
+        """The conflist's `symmetric_routing`: hostPort replies leave through the primary ENI
+        (docs/datapath.md). Set up once per configuration, before the first ADD that asks."""
+        if netconf.get("symmetric_routing") is not True:
+            return None
+        cfg = symmetric_routing_config(netconf.get("symmetric_routing_config"))
+        with self._symmetric_lock:
+            if cfg in self._symmetric_done:
+                return None
+            try:
+                datapath.ensure_symmetric_routing(cfg)
+            except (DatapathError, OSError) as exc:
+                message = exc.message if isinstance(exc, TerwayctlError) else str(exc)
+                return Reply.failure(DATAPATH_FAILED, f"terway daemon: {message}",
+                                     getattr(exc, "hint", "") or "")
+            self._symmetric_done.add(cfg)
+            log.info("symmetric routing on: replies of connections from %s go back through it "
+                     "(mark %#x/%#x, table %d, rule %d)", cfg.interface, cfg.mark, cfg.mask, cfg.table, cfg.priority)
+        return None
 
     def _pod(self, request: Request) -> PodRequest:
         owner = Owner(

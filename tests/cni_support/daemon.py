@@ -117,14 +117,15 @@ class TestDaemon:
             return Reply.failure(TRY_AGAIN_LATER, "no IP in the pool", "InvalidVSwitchId.IpNotEnough")
         host = self._next_host
         self._next_host += 1
-        ips: list[dict[str, object]] = [{"address": f"10.0.0.{host}/24", "gateway": "10.0.0.1", "interface": 0}]
+        ips: list[dict[str, object]] = [{"address": f"10.0.0.{host}/24", "gateway": "10.0.0.1", "interface": 1}]
         routes: list[dict[str, object]] = [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}]
         if self.dual_stack:
-            ips.append({"address": f"fd00::{host:x}/64", "gateway": "fd00::1", "interface": 0})
+            ips.append({"address": f"fd00::{host:x}/64", "gateway": "fd00::1", "interface": 1})
             routes.append({"dst": "::/0", "gw": "fd00::1"})
         result: dict[str, object] = {
-            "interfaces": [
-                {"name": request.ifname, "mac": f"02:00:00:00:00:{host:02x}", "mtu": 1500, "sandbox": request.netns}
+            "interfaces": [  # as the node daemon answers: the host veth, then the pod's interface
+                {"name": f"cali{request.container_id[:11]}", "mac": f"ee:ee:ee:ee:ee:{host:02x}", "mtu": 1500},
+                {"name": request.ifname, "mac": f"02:00:00:00:00:{host:02x}", "mtu": 1500, "sandbox": request.netns},
             ],
             "ips": ips,
             "routes": routes,

@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.image_support.podman import Podman
+
 CACHE_DIR = Path(os.environ.get("TERWAYCTL_TEST_CACHE", "/var/cache/terwayctl-tests"))
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -52,7 +54,7 @@ def base_key(packages: tuple[str, ...] = PACKAGES) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -66,15 +68,15 @@ def base_tarball(packages: tuple[str, ...] = PACKAGES) -> Path:
     """The cached root filesystem tarball, made with debootstrap when missing."""
     key = base_key(packages)
     tarball = CACHE_DIR / f"base-{SUITE}-{key}.tar"
-    with _locked(CACHE_DIR / f"base-{key}.lock"):
+    with locked(CACHE_DIR / f"base-{key}.lock"):
         if tarball.exists():
             return tarball
         work = Path(tempfile.mkdtemp(prefix="twbase-", dir=CACHE_DIR))
         try:
             root = work / "root"
             subprocess.run(
-                ["debootstrap", "--variant=minbase", f"--include={','.join(sorted(packages))}", SUITE, str(root),
-                 mirror()],
+                ["debootstrap", "--variant=minbase", *([f"--include={','.join(sorted(packages))}"] if packages else []),
+                 SUITE, str(root), mirror()],
                 check=True, capture_output=True, timeout=1800,
             )
             # no apt lists or package cache in the image
@@ -95,11 +97,8 @@ def base_tarball(packages: tuple[str, ...] = PACKAGES) -> Path:
     return tarball
 
 
-def base_image(podman: object, packages: tuple[str, ...] = PACKAGES) -> str:
-    """``localhost/terwayctl-base:<hash>`` imported into `podman` (a `Podman`), from the cache."""
-    from tests.image_support.podman import Podman
-
-    assert isinstance(podman, Podman)
+def base_image(podman: Podman, packages: tuple[str, ...] = PACKAGES) -> str:
+    """``localhost/terwayctl-base:<hash>`` imported into `podman`, from the cached tarball."""
     ref = f"{BASE_REPO}:{base_key(packages)}"
     if podman.image_exists(ref):
         return ref

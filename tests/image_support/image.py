@@ -18,7 +18,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from tests.image_support.base import CACHE_DIR, _locked, base_image
+from tests.image_support.base import CACHE_DIR, base_image, locked
 from tests.image_support.podman import Podman
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def dependency_wheels() -> Path:
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     key = hashlib.sha256("\n".join([sys.version.split()[0][:4], *sorted(deps)]).encode()).hexdigest()[:16]
     target = CACHE_DIR / f"wheels-{key}"
-    with _locked(CACHE_DIR / f"wheels-{key}.lock"):
+    with locked(CACHE_DIR / f"wheels-{key}.lock"):
         if not target.is_dir():
             partial = Path(tempfile.mkdtemp(prefix="wheels-", dir=CACHE_DIR))
             try:
@@ -85,15 +85,16 @@ def build_node_image(work: Path, podman: Podman | None = None) -> str:
     context = build_context(work)
     version = _version()
     tag = f"{IMAGE_REPO}:{version}-{hashlib.sha256(str(work).encode()).hexdigest()[:8]}"
-    with _locked(CACHE_DIR / "podman-build.lock"):
+    with locked(CACHE_DIR / "podman-build.lock"):
         podman.build(context, REPO / "Containerfile", tag, {"BASE": base, "VERSION": version})
     return tag
 
 
 def remove_image(tag: str, podman: Podman | None = None) -> None:
+    """Untag the test's image; build-cache layers stay a day (the next run's cache hits), then go."""
     podman = podman or image_podman()
     podman.run(["rmi", "-f", tag], check=False)
-    podman.run(["image", "prune", "-f"], check=False)
+    podman.run(["image", "prune", "-f", "--filter", "until=24h"], check=False)
 
 
 def _version() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from terwayctl.kernel.datapath.api import Datapath, effective_mode, setup_pod, teardown_pod
 from terwayctl.kernel.datapath.check import Reported, check_pod
+from terwayctl.kernel.datapath.hostport import SymmetricRouting, symmetric_routing_off, symmetric_routing_on
 from terwayctl.kernel.datapath.inspect import inspect_node
 from terwayctl.kernel.datapath.ipvlan import ipvlan_supported
 from terwayctl.kernel.datapath.model import (
@@ -46,6 +47,7 @@ __all__ = [
     "PodVeth",
     "PolicyRule",
     "Reported",
+    "SymmetricRouting",
     "apply_bandwidth",
     "check_pod",
     "effective_mode",
@@ -55,5 +57,7 @@ __all__ = [
     "inspect_node",
     "ipvlan_supported",
     "setup_pod",
+    "symmetric_routing_off",
+    "symmetric_routing_on",
     "teardown_pod",
 ]

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from terwayctl.kernel import netns
-from terwayctl.kernel.datapath import check, exclusive, ipvlan, veth
+from terwayctl.kernel.datapath import check, conntrack, exclusive, hostport, ipvlan, veth
 from terwayctl.kernel.datapath.conn import NodeConn
 from terwayctl.kernel.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
 from terwayctl.kernel.netns import Namespace
@@ -109,6 +109,8 @@ class Datapath:
         self.node_netns = node_netns
         self._conn: NodeConn | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datapath")
+        self._marks: set[tuple[int, int]] = set()
+        """the symmetric-routing connection marks in use (their entries are forgotten on teardown)"""
 
     def setup_pod(self, pod_netns: Namespace, ifname: str, spec: PodNetwork) -> PodAttachment:
         return self._call(lambda conn: _setup(conn, pod_netns, ifname, spec))
@@ -119,10 +121,20 @@ class Datapath:
             _teardown(None, pod_netns, ifname, spec)
             return
         self._call(lambda conn: _teardown(conn, pod_netns, ifname, spec))
+        for mark, mask in sorted(self._marks):
+            try:
+                conntrack.forget_pod(self.node_netns, spec.pod_ip, mark, mask)
+            except OSError as exc:  # stale entries expire on their own: never fail a DEL for them
+                log.warning("cannot forget the connections of %s (mark %#x): %s", spec.pod_ip, mark, exc)
 
     def check_pod(self, pod_netns: Namespace, ifname: str, spec: PodNetwork, reported: check.Reported) -> list[str]:
         """CNI CHECK: the differences between the kernel and the pod's datapath (docs/datapath.md)."""
         return self._call(lambda conn: check.check_on(conn, pod_netns, ifname, spec, reported))
+
+    def ensure_symmetric_routing(self, cfg: hostport.SymmetricRouting) -> None:
+        """hostPort replies back through the primary ENI (docs/datapath.md); idempotent."""
+        self._call(lambda conn: hostport.ensure_symmetric_routing(conn, cfg))
+        self._marks.add((cfg.mark, cfg.mask))
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):  # already shut down
