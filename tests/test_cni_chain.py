@@ -223,6 +223,22 @@ def test_real_bandwidth_plugin_shapes_from_terways_result(vpc_lab: Lab) -> None:
     assert_clean(node, shaped, peer)
 
 
+def test_both_owners_declared_fails_instead_of_shaping_twice(vpc_lab: Lab) -> None:
+    """The reason for one owner: with the capability on terway AND the chained bandwidth plugin,
+    the runtime hands the limits to both and the second tbf on the host veth is refused."""
+    node = vpc_lab.node(0)
+    node.start()
+    conflist = chained_bandwidth_conflist(node)
+    conflist["plugins"][0]["capabilities"] = {"bandwidth": True}
+    pod = node.pod("twice")
+    chain = runtime(node, conflist, {"bandwidth": SHAPING})
+    failed = chain.add(env(node, pod))
+    assert failed.exit_code == 1 and "create qdisc: file exists" in failed.stdout, failed
+    assert chain.calls == [("ADD", "terway"), ("ADD", "bandwidth")]
+    ok(chain.delete(env(node, pod)))  # the runtime's DEL after a failed ADD cleans up
+    assert_clean(node, pod)
+
+
 def test_rendered_conflist_terway_shapes_exactly_once(vpc_lab: Lab) -> None:
     """`render --set host_port=true --set bandwidth=true`: terway owns bandwidth (no chained
     bandwidth plugin), portmap chained; one tbf per direction, rates measured."""

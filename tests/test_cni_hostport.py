@@ -188,6 +188,13 @@ def test_host_port_in_exclusive_eni_mode(hostport_lab: HostPortLab) -> None:
         assert connect(w.other_host, node_ip) == f"hello {node_ip}"
     finally:
         stop(server)
+    # CHECK of an exclusive-ENI pod: the pod side only (there is no host side)
+    check = {**node1.netconf(), "prevResult": result}
+    ok(terway(node1, "CHECK", check, pod))
+    address = result["ips"][0]["address"]
+    subprocess.run(nsmod.command(pod.ns, ["ip", "addr", "del", address, "dev", "eth0"]), check=True, timeout=10)
+    broken = terway(node1, "CHECK", check, pod)
+    assert broken.exit_code == 1 and broken.json["msg"] == f"CHECK: eth0 lacks {address}", broken
     ok(chain.delete(env(node1, pod)))
     symmetric_routing_off(node1.ns, SymmetricRouting())
 

@@ -837,3 +837,28 @@ def test_a_probe_that_gets_through_overrules_the_static_reading(probe_world: Pro
     policy = report.finding("node.forward-policy")
     assert policy.status is Status.WARN
     assert "the static reading says dropped, the probe says the pod reaches it; trusting the probe" in policy.evidence[-1]
+
+
+def test_the_metadata_service(probe_world: ProbeWorld) -> None:
+    opts = DoctorOptions(check_ids=("probe.metadata",), netns=probe_world.node, probe=True, probe_timeout=1.0,
+                         cni_conf_dir=probe_world.conf_dir)
+    # nothing answers at 100.100.100.200: the route leads to the "internet", which drops it
+    found = run(opts, real_inputs(opts)).finding("probe.metadata")
+    assert found.status is Status.FAIL
+    assert found.evidence[0].startswith(f"tcp connect 100.100.100.200:80 from node netns {probe_world.node}: ")
+    assert found.evidence[1].startswith("failed hop: node or VPC router")
+    sh(probe_world.internet, "ip", "addr", "add", "100.100.100.200/32", "dev", "lo")
+    metadata = nsmod.socket_in(probe_world.internet, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        metadata.bind(("100.100.100.200", 80))
+        metadata.listen(4)
+        assert run(opts, real_inputs(opts)).finding("probe.metadata").status is Status.OK
+        sh(probe_world.node, "ip", "route", "del", "default")
+        found = run(opts, real_inputs(opts)).finding("probe.metadata")
+        assert found.status is Status.FAIL and found.evidence[1] == ("failed hop: node (no route to the metadata "
+                                                                     "service)")
+        assert found.fix is not None and found.fix.startswith(
+            f"ip netns exec {probe_world.node} ip route add 100.100.100.200/32 via $(ip netns exec {probe_world.node} "
+            "ip -4 route show default dev eth0")
+    finally:
+        metadata.close()

@@ -113,6 +113,15 @@ def full_app() -> typer.Typer:
     return register(COMMANDS)
 
 
+def full_command() -> Any:
+    """The click command of the full app, with the metavars help shows (for the generated reference)."""
+    import typer.main
+
+    from terwayctl.cli.options import apply_metavars
+
+    return apply_metavars(typer.main.get_command(full_app()))
+
+
 def _command_named_in(args: Sequence[str]) -> str | None:
     """The command that argv runs, skipping global options; None when it names none."""
     skip_value = False
@@ -202,7 +211,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     def invoke() -> object:
         import typer.main
 
-        click_command = typer.main.get_command(cli_app)
+        from terwayctl.cli.options import apply_metavars
+
+        click_command = apply_metavars(typer.main.get_command(cli_app))
         lifted = args if completing else lift_global_options(click_command, args)
         return click_command.main(args=lifted, prog_name="terwayctl", standalone_mode=False)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer.main
 
-from terwayctl.cli.app import full_app
+from terwayctl.cli.app import full_command
 from terwayctl.cli.completion import Shell, completion_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def reference() -> str:
         "Generated from the app by `python -m terwayctl.cli.docgen`; do not edit by hand.",
         "",
     ]
-    for path, command in walk(typer.main.get_command(full_app())):
+    for path, command in walk(full_command()):
         lines += [f"{'#' * min(len(path) + 1, 4)} `{' '.join(path)}`", ""]
         lines += [(command.help or "").strip(), ""]
         params = [p for p in command.params if p.name not in ("help",)]

@@ -1,4 +1,4 @@
-"""`terwayctl render`: the install manifests as YAML, on stdout or one file per object."""
+"""`terwayctl render`: the install manifests as YAML or JSON on stdout, or one file per object (--dir)."""
 
 from __future__ import annotations
 
@@ -31,12 +31,30 @@ def render(
         typer.Option("--set", help="key=value, dotted keys, repeatable; beats --values, e.g. pool.max_size=10."),
     ] = None,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="'-' for multi-document YAML on stdout, or a directory: one file per object.")
-    ] = STDOUT,
+        str,
+        typer.Option("--output", "-o", metavar="FORMAT",
+                     help="Output format on stdout: yaml (multi-document) or json (a v1 List)."),
+    ] = "yaml",
+    directory_option: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--dir", metavar="DIR", file_okay=False,
+                     help="Write one file per object (NN-kind-name.yaml, apply order) into this directory."),
+    ] = None,
 ) -> None:
     """Render the Terway install manifests (RBAC, eni-config, DaemonSet) from validated values."""
-    from terwayctl.manifests import InvalidValues, load_values, render_files, render_yaml
+    from terwayctl.cli.options import ManifestOutput, deprecated
+    from terwayctl.manifests import InvalidValues, load_values, render_files, render_objects, render_yaml
 
+    fmt = output.lower()
+    if fmt == STDOUT:
+        deprecated("'render -o -'", "'render' (YAML on stdout is the default) or '-o yaml'")
+        fmt = ManifestOutput.yaml.value
+    elif fmt not in {f.value for f in ManifestOutput}:
+        if directory_option is not None:
+            raise InvalidInput(f"--output {output!r}: not a format (yaml or json)",
+                               hint="give the directory with --dir only")
+        deprecated(f"'render -o {output}' (a directory)", f"'render --dir {output}'")
+        directory_option, fmt = Path(output), ManifestOutput.yaml.value
     sets = [*global_values(ctx), *(set_ or [])]
     try:
         loaded = load_values(values, sets)
@@ -44,10 +62,18 @@ def render(
         for problem in exc.problems:
             print_error(problem.message, problem.hint)
         raise typer.Exit(EXIT_USAGE) from None
-    if output == STDOUT:
-        sys.stdout.write(render_yaml(loaded))
+    if directory_option is None:
+        if fmt == ManifestOutput.json.value:
+            import json
+
+            document = {"apiVersion": "v1", "kind": "List", "items": render_objects(loaded)}
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        else:
+            sys.stdout.write(render_yaml(loaded))
         return
-    directory = Path(output)
+    if fmt != ManifestOutput.yaml.value:
+        raise InvalidInput("--dir writes YAML files: -o json goes to stdout only", hint="drop -o json, or drop --dir")
+    directory = directory_option
     files = render_files(loaded)
     written = write_files(directory, files)
     for path in written:
@@ -73,7 +99,7 @@ def write_files(directory: Path, files: list[tuple[str, str]]) -> list[Path]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise InvalidInput(f"{directory} exists and is not a directory", hint="give -o a directory, or '-' for stdout") from None
+        raise InvalidInput(f"{directory} exists and is not a directory", hint="give --dir a directory, or leave it out for stdout") from None
     except OSError as exc:
         raise TerwayctlError(f"cannot create {directory}: {exc.strerror}") from None
     written = []

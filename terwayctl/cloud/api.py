@@ -1,4 +1,4 @@
-"""Narrow interfaces of what consumers use of ECS and VPC (STYLE.md §6).
+"""Narrow interfaces of what consumers use of ECS and VPC.
 
 `terwayctl.cloud.client.CloudClient` satisfies all of them; consumers type their parameters with
 the smallest Protocol that covers their calls, so their logic can be unit-tested with a small

@@ -171,7 +171,11 @@ def send(transport: AcsTransport, request: AcsRequest, secrets: Iterable[str]) -
         status = _as_int(exc.get_http_status())
         if code == "SDK.UnknownServerError":
             # The reply has no API error code: an HTML page, a proxy, anything but the OpenAPI.
-            raise SdkClientError(NOT_OPENAPI, f"the reply is not an Alibaba Cloud API reply (HTTP {status})") from None
+            where = getattr(request, "endpoint", None)
+            raise SdkClientError(
+                NOT_OPENAPI,
+                f"{where or 'the endpoint'} is not an Alibaba Cloud API endpoint: HTTP {status} without an API error code",
+            ) from None
         raise SdkServerError(code, scrub(str(exc.get_error_msg() or ""), secrets), status, exc.get_request_id()) from None
     except ClientException as exc:
         code = str(exc.get_error_code() or "")

@@ -326,6 +326,47 @@ def eni_drift(ctx: Context) -> Verdict:
     return ok(*evidence)
 
 
+def pod_routes(ctx: Context) -> Verdict:
+    """Every pod vSwitch's route table (its custom table, else the VPC's system table) sends 0.0.0.0/0 to a NAT."""
+    topo, facts = topology(ctx), nat_facts(ctx)
+    if not facts.gateways:
+        raise CheckSkipped(f"no NAT gateway in {', '.join(topo.vpc_ids) or 'the VPC'} (see cloud.snat-coverage)")
+    region = f" --RegionId {ctx.cloud.region}" if ctx.cloud.region else ""
+    tables = [t for vpc in topo.vpc_ids for t in ctx.cloud.describe_route_table_list(vpc_id=vpc)]
+    evidence: list[str] = []
+    bad: list[str] = []
+    fixes: list[str] = []
+    entries: dict[str, list[str]] = {}
+    for vsw_id in topo.all_pod_vswitch_ids():
+        vsw = topo.vswitches.get(vsw_id)
+        if vsw is None:
+            continue
+        table = next((t for t in tables if t.route_table_type != "System" and vsw_id in t.vswitch_ids), None) or \
+            next((t for t in tables if t.route_table_type == "System" and t.vpc_id == vsw.vpc_id), None)
+        if table is None:
+            evidence.append(f"{vsw_id}: no route table found for it")
+            continue
+        if table.route_table_id not in entries:
+            entries[table.route_table_id] = [
+                f"{kind}:{hop}" for e in ctx.cloud.describe_route_entry_list(table.route_table_id,
+                                                                            destination_cidr_block="0.0.0.0/0")
+                if e.destination_cidr_block == "0.0.0.0/0" for kind, hop in e.next_hops]
+        hops = entries[table.route_table_id]
+        where = f"{vsw_id} (pod): route table {table.route_table_id} ({table.route_table_type})"
+        nat_ids = {g.nat_gateway_id for g in facts.gateways}
+        if any(h.startswith("NatGateway:") and h.split(":", 1)[1] in nat_ids for h in hops):
+            evidence.append(f"{where}: 0.0.0.0/0 -> {', '.join(hops)}")
+            continue
+        gateway = next((g for g in facts.gateways if g.vpc_id in ("", vsw.vpc_id)), facts.gateways[0])
+        bad.append(f"{where}: {'0.0.0.0/0 -> ' + ', '.join(hops) if hops else 'no 0.0.0.0/0 route'}, not to a NAT "
+                   f"gateway: pods on {vsw_id} never reach the SNAT entries of {gateway.nat_gateway_id}")
+        fixes.append(f"aliyun vpc CreateRouteEntry{region} --RouteTableId {table.route_table_id} --DestinationCidrBlock "
+                     f"0.0.0.0/0 --NextHopType NatGateway --NextHopId {gateway.nat_gateway_id}")
+    if bad:
+        return fail([*bad, *evidence], "\n".join(dict.fromkeys(fixes)))
+    return ok(*evidence)
+
+
 CHECKS: list[Check] = [
     Check("cloud.eni-conf", "The eni_conf file parses and validates", Scope.CLOUD, frozenset(), eni_conf_file,
           "the file of --eni-conf / TERWAYCTL_ENI_CONF: JSON (or the eni-config ConfigMap) and the values rules"),
@@ -349,4 +390,7 @@ CHECKS: list[Check] = [
           "instance that no longer exists or is not in the cluster"),
     Check("cloud.eni-drift", "Pod ENIs sit on configured vSwitches", Scope.CLOUD, NEEDS, eni_drift,
           "the nodes' secondary ENIs against the eni_conf vSwitches of their zone"),
+    Check("cloud.pod-routes", "Pod vSwitches route 0.0.0.0/0 to a NAT gateway", Scope.CLOUD, NEEDS, pod_routes,
+          "DescribeRouteTableList / DescribeRouteEntryList: the route table of each pod vSwitch (its custom table, "
+          "else the VPC's system table) and its 0.0.0.0/0 next hop"),
 ]

@@ -22,6 +22,8 @@ from terwayctl.cloud.models import (
     InstanceTypeInfo,
     NatGateway,
     NetworkInterface,
+    RouteEntry,
+    RouteTable,
     SnatEntry,
     VSwitch,
 )
@@ -63,6 +65,14 @@ class CloudReader(Protocol):
     ) -> list[NetworkInterface]: ...
 
     def describe_instance_types(self, instance_types: Sequence[str] = ()) -> list[InstanceTypeInfo]: ...
+
+    def describe_route_table_list(
+        self, *, vpc_id: str | None = None, route_table_id: str | None = None
+    ) -> list[RouteTable]: ...
+
+    def describe_route_entry_list(
+        self, route_table_id: str, *, destination_cidr_block: str | None = None
+    ) -> list[RouteEntry]: ...
 
 
 # --- cluster -------------------------------------------------------------------------------------

@@ -48,6 +48,44 @@ log = logging.getLogger("terwayctl.node.server")
 CONNECTION_TIMEOUT = 60.0
 
 
+def remove_stale_socket(path: Path, option: str) -> None:
+    """Remove `path` only when it is a unix socket nobody answers on; refuse anything else.
+
+    The daemon runs as root: `--socket /etc/passwd` must never delete the file. A regular file, a
+    directory, a symbolic link or a socket a live process listens on are refused (InvalidInput).
+    """
+    import errno
+    import stat
+
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InvalidInput(f"{option} {path}: cannot inspect it: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode)
+                else "a regular file" if stat.S_ISREG(mode) else "not a socket")
+        raise InvalidInput(f"{option} {path} exists and is {kind}; refusing to replace it",
+                           hint="give the path of a socket (a stale one is removed) or of no file yet")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise InvalidInput(f"{option} {path}: cannot tell whether the socket is in use: {exc.strerror or exc}",
+                               hint="remove it by hand if no daemon uses it") from None
+    else:
+        raise InvalidInput(f"{option} {path}: another process is listening on this socket",
+                           hint="stop the other daemon first, or give another path")
+    finally:
+        probe.close()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    log.info("removed the stale socket %s", path)
+
+
 class SocketServer:
     """Accepts CNI connections on a unix socket (mode 0600) and answers them with `Daemon.handle`."""
 
@@ -62,8 +100,7 @@ class SocketServer:
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a stale socket of a previous run
+        remove_stale_socket(self.path, "--socket")  # a stale socket of a previous run, nothing else
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -178,9 +215,11 @@ class MetricsServer:
         self._server: socketserver.BaseServer
         if address.startswith("unix:"):
             path = Path(address[5:])
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            self._server = _UnixHttpServer(str(path), handler)
+            remove_stale_socket(path, "--metrics")
+            try:
+                self._server = _UnixHttpServer(str(path), handler)
+            except OSError as exc:
+                raise InvalidInput(f"--metrics {address}: cannot listen on {path}: {exc.strerror}") from None
             self.url = address
         else:
             host, _, port = address.rpartition(":")

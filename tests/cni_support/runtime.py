@@ -187,22 +187,6 @@ class ConflistRuntime:
         return Outcome(0, "")
 
 
-def terway_conflist(cni_version: str, socket_path: Path | None = None, **terway: Any) -> dict[str, Any]:
-    """10-terway.conflist as the DaemonSet writes it: terway first, bandwidth and portmap chained."""
-    first: dict[str, Any] = {"type": "terway", "capabilities": {"bandwidth": True}, **terway}
-    if socket_path is not None:
-        first["daemon_socket"] = str(socket_path)
-    return {
-        "cniVersion": cni_version,
-        "name": "terway",
-        "plugins": [
-            first,
-            {"type": "bandwidth", "capabilities": {"bandwidth": True}},
-            {"type": "portmap", "capabilities": {"portMappings": True}, "externalSetMarkChain": "KUBE-MARK-MASQ"},
-        ],
-    }
-
-
 def netconf(cni_version: str = "1.1.0", socket_path: Path | None = None, **extra: Any) -> dict[str, Any]:
     """A single plugin's network config (what the runtime puts on stdin for terway)."""
     config: dict[str, Any] = {"cniVersion": cni_version, "name": "terway", "type": "terway", **extra}
