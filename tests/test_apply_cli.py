@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from terwayctl.lab.kubeapi.seed import node
 from tests.conftest import CliResult
 from tests.fixtures.kube import RunningKubeApi
-from tests.kubeapi.seed import node
 
 Cli = Callable[..., CliResult]
 SETS = ("--set", "security_groups=sg-terway", "--set", "vswitches.cn-hangzhou-i=vsw-podi")

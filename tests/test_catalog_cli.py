@@ -53,7 +53,7 @@ def test_show_without_cache_or_region(cli: Cli, cloud_env: CloudEnv) -> None:
 
 def test_refresh_to_a_file(cli: Cli, keys: RunningEmulator, cloud_env: CloudEnv, tmp_path: Path) -> None:
     target = tmp_path / "types.csv"
-    result = cli("--endpoint", keys.url, "--region", keys.region, "catalog", "refresh", "-o", str(target))
+    result = cli("--endpoint", keys.url, "--region", keys.region, "catalog", "refresh", "--file", str(target))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.endswith(f"wrote {target}\n")
     assert len(target.read_text().splitlines()) == 1469

@@ -106,7 +106,8 @@ def test_installed_command_end_to_end() -> None:
 
 def test_startup_imports_stay_lean() -> None:
     """The CLI module must not pull heavy libraries at import time (docs/architecture.md, Start-up)."""
-    heavy = ["rich", "yaml", "pydantic", "aliyunsdkcore", "alibabacloud_credentials", "tenacity", "kubernetes", "pyroute2", "jinja2"]
+    heavy = ["rich", "yaml", "pydantic", "aliyunsdkcore", "alibabacloud_credentials", "tenacity", "kubernetes", "pyroute2", "jinja2",
+             "grpc", "google.protobuf"]
     code = (
         "import sys, terwayctl.cli.app; "
         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"

@@ -99,7 +99,7 @@ def test_plan_check_json(cli) -> None:  # type: ignore[no-untyped-def]
     assert result.exit_code == 1
     checks = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["node-capacity"]["status"] == "fail"
-    assert "/23" in checks["node-capacity"]["fix"]
+    assert "/22" in checks["node-capacity"]["fix"]  # 500 nodes x growth 2 (the default, as in 'plan')
 
 
 @pytest.mark.parametrize(

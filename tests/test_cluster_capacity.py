@@ -10,6 +10,7 @@ import pytest
 from terwayctl.core.catalog import InstanceType
 from terwayctl.core.cluster_capacity import (
     FLAG_BELOW_ACK_MINIMUM,
+    FLAG_ENI_DEVICES,
     FLAG_MAX_PODS_ABOVE_IPS,
     FLAG_OVER_CAPACITY,
     FLAG_UNKNOWN_TYPE,
@@ -18,11 +19,11 @@ from terwayctl.core.cluster_capacity import (
     node_capacity,
 )
 from terwayctl.core.eniconf import EniCaps
+from terwayctl.lab.kubeapi.seed import configmap, daemonset, node, pod
 from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
-from tests.kubeapi.seed import configmap, daemonset, node, pod
 
 Cli = Callable[..., CliResult]
 G7 = InstanceType("ecs.g7.xlarge", "ecs.g7", 4, 16.0, 4, 15, 15, 10, True)
@@ -44,7 +45,12 @@ def record(**overrides: object) -> NodeRecord:
     pytest.param(record(pods=60), G7, "eniip", 45, (FLAG_OVER_CAPACITY,), id="flannel-leftovers"),
     pytest.param(record(max_pods=8, pods=0, instance_type="ecs.g6.large"), TINY, "eniip", 6, (FLAG_BELOW_ACK_MINIMUM,),
                  id="below-ack-minimum"),
-    pytest.param(record(max_pods=5, pods=0), G7, "eni", 3, (FLAG_BELOW_ACK_MINIMUM,), id="exclusive"),
+    pytest.param(record(max_pods=5, pods=0, allocatable_enis=3), G7, "eni", 3, (FLAG_BELOW_ACK_MINIMUM,),
+                 id="exclusive"),
+    pytest.param(record(max_pods=5, pods=0), G7, "eni", 3, (FLAG_BELOW_ACK_MINIMUM, FLAG_ENI_DEVICES),
+                 id="exclusive-no-device-plugin"),
+    pytest.param(record(max_pods=3, pods=0, allocatable_enis=2, caps=EniCaps(max_eni=1)), G7, "eni", 1,
+                 (FLAG_BELOW_ACK_MINIMUM, FLAG_ENI_DEVICES), id="exclusive-device-plugin-disagrees"),
     pytest.param(record(caps=EniCaps(max_eni=1), max_pods=17), G7, "eniip", 15, (), id="max-eni-cap"),
     pytest.param(record(instance_type="ecs.new.xlarge"), None, "eniip", None, (FLAG_UNKNOWN_TYPE,), id="unknown"),
 ])
@@ -98,7 +104,25 @@ def test_cli_cluster_json_and_exclusive_mode(cli: Cli, kube_api: RunningKubeApi,
     result = cli("--kubeconfig", str(kube_api.kubeconfig), "capacity", "--cluster", "-o", "json")
     data = json.loads(result.stdout)
     assert data[0]["mode"] == "eni" and data[0]["ip_capacity"] == 3
-    assert data[0]["flags"] == ["below-ack-minimum", "max-pods-above-ips"]
+    assert data[0]["flags"] == ["below-ack-minimum", "max-pods-above-ips", "eni-devices"]
+    assert data[0]["allocatable_enis"] is None
+    assert "no aliyun/eni in allocatable" in data[0]["problems"][-1]
+
+
+def test_cli_cluster_compares_allocatable_aliyun_eni(cli: Cli, kube_api: RunningKubeApi, cloud_env: CloudEnv) -> None:
+    for name, advertised in (("node-1", "3"), ("node-2", "2")):
+        obj = node(name, "ecs.g7.xlarge", "cn-hangzhou-i", max_pods=5)
+        obj["status"]["allocatable"]["aliyun/eni"] = advertised
+        kube_api.create(obj)
+    kube_api.create(daemonset("terway-eni"))
+    result = cli("--kubeconfig", str(kube_api.kubeconfig), "capacity", "--cluster")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NODE", "TYPE", "ZONE", "POD-IPS", "MAX-PODS", "ALLOCATABLE", "ALLOC-ENI", "PODS",
+                                "HOST-NET", "FLAGS"]
+    assert lines[1].split()[3:7] == ["3", "5", "5", "3"] and lines[1].split()[-1] == "below-ack-minimum"
+    assert lines[2].split()[6] == "2" and lines[2].split()[-1] == "below-ack-minimum,eni-devices"
+    assert "node-2: allocatable aliyun/eni 2 != 3 ENIs for pods" in result.stdout
 
 
 def test_cli_cluster_looks_unknown_types_up_live(cli: Cli, kube_api: RunningKubeApi, emulator: RunningEmulator,

@@ -23,6 +23,7 @@ from terwayctl.kernel import netns as nsmod
 from terwayctl.kernel.datapath.model import host_veth_name
 from terwayctl.kube.client import KubeClient, connect, resource_path
 from terwayctl.kube.errors import KubeNotFound
+from terwayctl.lab.kubeapi.seed import configmap, node
 from terwayctl.node.cluster import (
     KubeCluster,
     NodeUnknown,
@@ -34,7 +35,6 @@ from terwayctl.node.metrics import parse_text
 from terwayctl.node.store import IpRecord, Owner
 from tests.fixtures.kube import RunningKubeApi
 from tests.fixtures.node import ENI_CONF, Lab, Node, Pod, cloud_environ, wait_for
-from tests.kubeapi.seed import configmap, node
 
 NODE = "node-1"
 

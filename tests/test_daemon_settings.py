@@ -148,6 +148,7 @@ def test_daemon_honours_credential_path_region_id_and_falls_back_from_ipvlan(vpc
     assert doc["datapath"]["mode"] == "veth"
     assert "eniip_virtual_type is ipvlan, but this kernel" in doc["datapath"]["reason"]
     assert "cannot create ipvlan links" in doc["datapath"]["reason"]
+    assert doc["datapath"]["fallback"] is True
     table = _status(node, env).stdout
     assert "datapath: veth (eniip_virtual_type is ipvlan, but this kernel" in table
     log = (node.dir / "daemon.log").read_text()
@@ -206,7 +207,8 @@ def test_daemon_uses_ipvlan_where_the_kernel_has_it(vpc_lab: Lab) -> None:
     (eth0,) = ip_json(pod.ns, "-d", "link", "show", "eth0")
     assert eth0["linkinfo"]["info_kind"] == "ipvlan"  # type: ignore[index]
     doc = json.loads(_status(node, env, "-o", "json").stdout)
-    assert doc["datapath"] == {"mode": "ipvlan", "reason": "eniip_virtual_type is ipvlan and the kernel supports it"}
+    assert doc["datapath"] == {"mode": "ipvlan", "reason": "eniip_virtual_type is ipvlan and the kernel supports it",
+                               "fallback": False, "exclusive_host_routes": []}
     assert node.cni("DEL", pod).code == 0
     assert [link["ifname"] for link in ip_json(pod.ns, "link", "show")] == ["lo"]
 

@@ -10,12 +10,12 @@ import pytest
 
 from terwayctl.doctor import DoctorOptions, Inputs, Report
 from terwayctl.kernel import netns as nsmod
+from terwayctl.lab.kubeapi.seed import seed_cluster
 from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
 from tests.fixtures.netns import NetnsFactory
-from tests.kubeapi.seed import seed_cluster
 
 Cli = Callable[..., CliResult]
 CONF = {"vswitches": {"cn-hangzhou-i": ["vsw-emupodi"], "cn-hangzhou-j": ["vsw-emupodj"]},
@@ -47,7 +47,7 @@ def test_cloud_scope_against_the_emulator(cli: Cli, emulator: RunningEmulator, c
             "--SourceVSwitchId vsw-emupodj --SnatIp 203.0.113.10") in lines
     assert "✗ cloud.eip-trap: No node has an EIP while its pods lack SNAT" in lines
     assert "✓ cloud.vswitch-free-ips: vSwitches have free IPs" in lines
-    assert lines[-1] == "7 ok, 0 warn, 2 fail, 0 skipped"
+    assert lines[-1] == "8 ok, 0 warn, 2 fail, 0 skipped"
     assert "\033[" not in result.stdout  # not a terminal: no colours
 
 
@@ -70,7 +70,7 @@ def test_without_credentials_or_kubeconfig_everything_is_skipped(cli: Cli, cloud
     assert "    skipped: no cluster: no kubeconfig (~/.kube/config does not exist) and not running inside a pod" \
         in result.stdout
     assert "✓ cloud.eni-conf: The eni_conf file parses and validates" in result.stdout  # needs no cloud
-    assert result.stdout.splitlines()[-1] == "1 ok, 0 warn, 0 fail, 12 skipped"
+    assert result.stdout.splitlines()[-1] == "1 ok, 0 warn, 0 fail, 15 skipped"
 
 
 def test_cluster_scope(cli: Cli, kube_api: RunningKubeApi, cloud_env: CloudEnv) -> None:
@@ -109,7 +109,7 @@ def test_a_malformed_eni_conf_file_is_a_finding_not_exit_2(cli: Cli, tmp_path: P
     lines = result.stdout.splitlines()
     assert lines[0] == "✗ cloud.eni-conf: The eni_conf file parses and validates"
     assert lines[1].startswith(f"    --eni-conf {bad}") and "must hold a JSON object" in lines[1]
-    assert lines[-1].endswith("1 fail, 8 skipped")
+    assert lines[-1].endswith("1 fail, 9 skipped")
     # given through the environment, the evidence names the variable, not a flag the user never typed
     monkeypatch.setenv("TERWAYCTL_ENI_CONF", str(bad))
     result = cli("--region", "cn-hangzhou", "doctor", "--check", "cloud.eni-conf")

@@ -13,11 +13,11 @@ from terwayctl.cloud.client import CloudClient
 from terwayctl.doctor import DoctorOptions, Status, real_inputs, run
 from terwayctl.doctor.readers import DaemonSetState
 from terwayctl.kube.reads import PodInfo
+from terwayctl.lab.kubeapi.seed import configmap, daemonset, eni_conf_text, seed_cluster
+from terwayctl.lab.kubeapi.seed import node as node_object
 from tests.fixtures.doctor import FakeKube, RunOne, event, node
 from tests.fixtures.emulator import RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
-from tests.kubeapi.seed import configmap, daemonset, eni_conf_text, seed_cluster
-from tests.kubeapi.seed import node as node_object
 
 GOOD_CONF = json.dumps({"vswitches": {"cn-hangzhou-i": ["vsw-a"]}, "security_groups": ["sg-a"], "max_pool_size": 5})
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC).timestamp()

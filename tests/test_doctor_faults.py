@@ -34,11 +34,11 @@ from terwayctl.cloud.client import CloudClient
 from terwayctl.cni import protocol
 from terwayctl.doctor import DoctorOptions, Inputs, Report, Status, Target, real_inputs, run
 from terwayctl.kernel import netns as nsmod
+from terwayctl.lab.kubeapi.seed import configmap, daemonset, eni_conf_text
+from terwayctl.lab.kubeapi.seed import node as node_object
 from tests.fixtures.emulator import EmulatorFactory, RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
 from tests.fixtures.netns import NetnsFactory
-from tests.kubeapi.seed import configmap, daemonset, eni_conf_text
-from tests.kubeapi.seed import node as node_object
 
 POD_IP = "192.168.32.5"
 POD_VETH = "cali5a5a5a5a5a5"
@@ -157,7 +157,7 @@ def node_world(netns: NetnsFactory, tmp_path: Path) -> Iterator[NodeWorld]:
     for name in ("terway", "portmap"):
         (bin_dir / name).write_text("#!/bin/sh\n")
         (bin_dir / name).chmod(0o755)
-    document = {"ready": True, "mode": "eniip", "allocations": [{"ip": POD_IP, "pod": "default/web",
+    document = {"ready": True, "mode": "eniip", "pool": {"last_error": "", "vswitch_errors": []}, "allocations": [{"ip": POD_IP, "pod": "default/web",
                                                                   "eni_id": "eni-1"}],
                 "enis": [{"eni_id": "eni-1", "ifname": "eth1"}]}
     world = NodeWorld(ns, pod, conf_dir, bin_dir, tmp_path / "eni.socket", document)
@@ -175,7 +175,7 @@ def node_world(netns: NetnsFactory, tmp_path: Path) -> Iterator[NodeWorld]:
 
 
 NODE_CHECKS = ("node.rp-filter", "node.forwarding", "node.forward-policy", "node.cni-config", "node.cni-plugin",
-               "node.daemon-socket", "node.datapath-rules", "node.datapath-kernel", "node.hostport-published",
+               "node.daemon-socket", "node.daemon-ip-errors", "node.datapath-rules", "node.datapath-kernel", "node.hostport-published",
                "node.hostport-config")
 
 
@@ -245,6 +245,14 @@ def _regular_file_at_socket(world: NodeWorld) -> None:
     world.daemon = None
     world.socket.unlink(missing_ok=True)
     world.socket.write_text("")  # e.g. a hostPath volume mounted as a file
+
+
+def _ip_not_enough(world: NodeWorld) -> None:
+    """What the daemon keeps after CreateNetworkInterface failed on an empty vSwitch (daemon status shows it)."""
+    world.restart_daemon({**world.document, "pool": {"last_error": "", "vswitch_errors": [
+        {"vswitch_id": "vsw-podi", "code": "InvalidVSwitchId.IpNotEnough", "request_id": "4F3A-77",
+         "message": "The specified VSwitch \"vsw-podi\" has not enough IpAddress.", "at": "2026-12-04T10:00:00Z",
+         "backed_off_for": 27.5, "fix": "add a pod vSwitch in this zone"}]}})
 
 
 def _not_ready(world: NodeWorld) -> None:
@@ -363,6 +371,9 @@ NODE_FAULTS = [
               ("is a socket nobody listens on (connection refused)",), "# the daemon is not running"),
     NodeFault("the daemon answers, not ready", _not_ready, frozenset({"node.daemon-socket"}),
               ("the daemon answers STATUS but is not ready",)),
+    NodeFault("the daemon met IpNotEnough filling its pool", _ip_not_enough, frozenset({"node.daemon-ip-errors"}),
+              ("vsw-podi: InvalidVSwitchId.IpNotEnough at 2026-12-04T10:00:00Z (request 4F3A-77), backing off 27.5s",),
+              "terwayctl vswitch add <a vSwitch of the same zone>"),
     # the pod datapath against the daemon's allocations
     NodeFault("a leaked policy rule no pod holds",
               lambda w: sh(w.ns, "ip", "rule", "add", "from", "192.168.32.77", "lookup", ENI_TABLE, "priority",
@@ -436,9 +447,14 @@ def _healthy_scenario() -> dict[str, Any]:
         {"id": "snat-emupodi", "source_vswitch": "vsw-emupodi", "snat_ip": "203.0.113.10"},
         {"id": "snat-emupodj", "source_cidr": "192.168.96.0/19", "snat_ip": "203.0.113.10"},
         {"id": "snat-emutiny", "source_vswitch": "vsw-emutiny", "snat_ip": "203.0.113.10"},
+        {"id": "snat-emunew", "source_vswitch": "vsw-emunew", "snat_ip": "203.0.113.10"},
     ]
+    # a vSwitch someone gave its own route table (and no default route): not a pod vSwitch yet
+    scenario["route_tables"] = [{"id": "vtb-emucustom", "vpc": "vpc-emudefault", "name": "custom",
+                                 "vswitches": ["vsw-emunew"], "routes": []}]
     scenario["vswitches"] += [{"id": "vsw-emutiny", "zone": "cn-hangzhou-j", "cidr": "192.168.128.0/29"},
-                              {"id": "vsw-emuold", "zone": "cn-hangzhou-i", "cidr": "192.168.160.0/19"}]
+                              {"id": "vsw-emuold", "zone": "cn-hangzhou-i", "cidr": "192.168.160.0/19"},
+                              {"id": "vsw-emunew", "zone": "cn-hangzhou-j", "cidr": "192.168.192.0/19"}]
     scenario["instances"].append({"id": "i-emusmall", "type": "ecs.t5-lc1m1.small", "vswitch": "vsw-emunodei",
                                   "primary_eni": "eni-emusmall", "name": "small"})
     return scenario
@@ -549,6 +565,18 @@ def _fill_node(world: CloudWorld) -> None:
     world.client.assign_private_ip_addresses("eni-emunode2", count=9)
 
 
+def _new_pod_vswitch(world: CloudWorld) -> None:
+    """`terwayctl vswitch add vsw-emunew`, as an operator does: its custom route table has no default route."""
+    world.edit_conf(vswitches={**CLOUD_CONF["vswitches"],
+                               "cn-hangzhou-j": [*CLOUD_CONF["vswitches"]["cn-hangzhou-j"], "vsw-emunew"]})
+
+
+def _route_via_instance(world: CloudWorld) -> None:
+    _new_pod_vswitch(world)
+    world.vpc("CreateRouteEntry", RegionId=world.emu.region, RouteTableId="vtb-emucustom",
+              DestinationCidrBlock="0.0.0.0/0", NextHopType="Instance", NextHopId="i-emunode3")
+
+
 def _partial_snat(world: CloudWorld) -> None:
     _delete_snat(world, "snat-emupodj")
     world.vpc("CreateSnatEntry", RegionId=world.emu.region, SnatTableId="stb-emudefault",
@@ -590,6 +618,13 @@ CLOUD_FAULTS = [
                ("on vsw-emuold, which eni_conf no longer lists for cn-hangzhou-i",),
                "# after moving the pods off i-emunode1 (kubectl drain <its node>):\naliyun ecs DetachNetworkInterface "
                "--RegionId cn-hangzhou --InstanceId i-emunode1 --NetworkInterfaceId eni-"),
+    CloudFault("a pod vSwitch whose route table has no default route", _new_pod_vswitch,
+               frozenset({"cloud.pod-routes"}),
+               ("vsw-emunew (pod): route table vtb-emucustom (Custom): no 0.0.0.0/0 route, not to a NAT gateway",),
+               "aliyun vpc CreateRouteEntry --RegionId cn-hangzhou --RouteTableId vtb-emucustom --DestinationCidrBlock "
+               "0.0.0.0/0 --NextHopType NatGateway --NextHopId ngw-emudefault"),
+    CloudFault("a pod vSwitch routing 0.0.0.0/0 to an instance", _route_via_instance,
+               frozenset({"cloud.pod-routes"}), ("0.0.0.0/0 -> Instance:i-emunode3, not to a NAT gateway",)),
     CloudFault("a zone with nodes, its vSwitches removed from eni_conf",
                lambda w: w.edit_conf(vswitches={"cn-hangzhou-i": ["vsw-emupodi"]}),
                frozenset({"cloud.vswitch-zones"}), ("zone cn-hangzhou-j has 1 node(s) but no pod vSwitch in eni_conf",)),
@@ -717,7 +752,9 @@ def _cluster_report(kube_api: RunningKubeApi) -> Report:
 def test_the_healthy_cluster_has_no_failure(kube_api: RunningKubeApi) -> None:
     _seed_healthy(kube_api)
     report = _cluster_report(kube_api)
-    assert [f.status for f in report.findings] == [Status.OK] * 4, report.findings
+    assert not report.failed, report.findings
+    for check_id in ("cluster.daemonset", "cluster.eni-config", "cluster.max-pods", "cluster.ip-errors"):
+        assert report.finding(check_id).status is Status.OK, report.finding(check_id)
 
 
 @pytest.mark.parametrize(("make", "check_id", "evidence"), [c[1:] for c in CLUSTER_FAULTS],
@@ -862,3 +899,15 @@ def test_the_metadata_service(probe_world: ProbeWorld) -> None:
             "ip -4 route show default dev eth0")
     finally:
         metadata.close()
+
+
+def test_the_route_fix_as_printed_repairs_it(cloud_world: CloudWorld) -> None:
+    _new_pod_vswitch(cloud_world)
+    fix = cloud_world.doctor().finding("cloud.pod-routes").fix
+    assert fix is not None
+    argv = fix.split()
+    assert argv[:3] == ["aliyun", "vpc", "CreateRouteEntry"]
+    cloud_world.vpc(argv[2], **{argv[i].removeprefix("--"): argv[i + 1] for i in range(3, len(argv), 2)})
+    report = cloud_world.doctor()
+    assert report.finding("cloud.pod-routes").status is Status.OK, report.finding("cloud.pod-routes")
+    assert not report.failed

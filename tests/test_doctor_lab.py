@@ -57,6 +57,15 @@ def doctor_table(lab: RunningLab, node: str, *args: str) -> tuple[int, str]:
     return done.code, done.stdout
 
 
+def _counts() -> tuple[int, int, int]:
+    """How many cloud checks, node checks and probes doctor declares (other changes add checks)."""
+    from terwayctl.doctor import CHECKS
+
+    probes = sum(1 for c in CHECKS if c.id.startswith("probe."))
+    return (sum(1 for c in CHECKS if c.scope.value == "cloud"),
+            sum(1 for c in CHECKS if c.scope.value == "node") - probes, probes)
+
+
 @pytest.fixture(scope="module")
 def world(shared_lab: RunningLab) -> Topology:
     return LabDir(shared_lab.name).topology()
@@ -96,7 +105,9 @@ def test_healthy_lab_has_no_failure(lab: RunningLab) -> None:
         code, table = doctor_table(lab, "node1", "--scope", scope)
         assert code == 0, table
         assert not [line for line in table.splitlines() if line.startswith(("✗", "!"))], table
-        expected = "9 ok, 0 warn, 0 fail, 0 skipped" if scope == "cloud" else "10 ok, 0 warn, 0 fail, 3 skipped"
+        cloud, node, probes = _counts()
+        expected = f"{cloud} ok, 0 warn, 0 fail, 0 skipped" if scope == "cloud" else \
+            f"{node} ok, 0 warn, 0 fail, {probes} skipped"
         assert table.splitlines()[-1] == expected, table
 
 
@@ -185,7 +196,12 @@ def test_doctor_finds_the_fault(lab: RunningLab, world: Topology, kind: str) -> 
     record = inject_fault(lab.name, kind, expected.target(lab))
     found = doctor(lab, "node1")
     assert found.code == 1, found.rows
-    assert found.failed() == [expected.check_id], found.rows  # that check, and no other
+    failed = found.failed()
+    if kind == "exhaust" and "node.daemon-ip-errors" in failed:
+        # the daemon may have tried to grow its pool since: the same fault, seen from the node
+        assert "InvalidVSwitchId.IpNotEnough" in found.find("node.daemon-ip-errors")["evidence"][0], found.rows
+        failed.remove("node.daemon-ip-errors")
+    assert failed == [expected.check_id], found.rows  # that check, and no other
     finding = found.find(expected.check_id)
     for line in expected.evidence(world, record.detail):
         assert any(e.startswith(line) for e in finding["evidence"]), (line, finding["evidence"])
@@ -213,7 +229,8 @@ def test_a_fault_shows_in_the_table_as_a_user_sees_it(lab: RunningLab, world: To
     # 'default' propagated to the interfaces never set by hand (the ENI, the pod veths): each is named too
     assert fix.startswith("    fix: sysctl -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0"), fix
     assert fix.endswith("; persist it in /etc/sysctl.d/99-terway.conf so a reboot keeps it"), fix
-    assert lines[-1] == "9 ok, 0 warn, 1 fail, 3 skipped"
+    _, node, probes = _counts()
+    assert lines[-1] == f"{node - 1} ok, 0 warn, 1 fail, {probes} skipped"
     # the fault is on node2 only
     assert doctor(lab, "node1", "--check", "node.rp-filter").status("node.rp-filter") == "ok"
 

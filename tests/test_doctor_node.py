@@ -429,3 +429,20 @@ def test_inputs_default_to_unavailable() -> None:
     report = run(DoctorOptions(check_ids=("node.forwarding", "probe.external")), Inputs())
     assert [f.evidence for f in report.findings] == [("not looking at a node",),
                                                      ("not looking at a node",)]
+
+
+def test_a_probe_that_reaches_the_port_overrules_hostport_published(run_one: RunOne) -> None:
+    from terwayctl.doctor import Target
+    from tests.fixtures.doctor import FakeProber
+
+    legacy = ("*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n"
+              "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n")
+    target = Target("192.168.0.10", 8080)
+    found = run_one("node.hostport-published", node=FakeNode(legacy=legacy), prober=FakeProber(), probe=True,
+                    hostport_target=target)
+    assert found.status is Status.WARN
+    assert found.evidence[-1].startswith("probe.hostport: tcp connect 192.168.0.10:8080 from pod: connected: the "
+                                         "static reading says unreachable, the probe says the pod reaches it")
+    blocked = run_one("node.hostport-published", node=FakeNode(legacy=legacy), prober=FakeProber(pod_reaches=False),
+                      probe=True, hostport_target=target)
+    assert blocked.status is Status.FAIL

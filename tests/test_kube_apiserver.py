@@ -1,4 +1,4 @@
-"""The test API server (tests/kubeapi) against the real `kubernetes` client over HTTP."""
+"""The test API server (terwayctl/lab/kubeapi) against the real `kubernetes` client over HTTP."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from terwayctl.lab.kubeapi.seed import daemonset, node, pod
 from tests.fixtures.kube import RunningKubeApi
-from tests.kubeapi.seed import daemonset, node, pod
 
 
 @pytest.fixture

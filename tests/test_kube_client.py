@@ -17,8 +17,8 @@ from terwayctl.kube.configmap import edit_configmap
 from terwayctl.kube.errors import KubeConfigError, KubeConflict, KubeNotFound, KubeUnavailable, from_api_error
 from terwayctl.kube.reads import find_terway_daemonset, list_events, list_nodes, list_pods, pods_by_node
 from terwayctl.kube.rollout import RESTARTED_AT, restart_daemonset, wait_for_rollout
+from terwayctl.lab.kubeapi.seed import configmap, daemonset, eni_conf_text, node, pod, seed_cluster
 from tests.fixtures.kube import RunningKubeApi, write_kubeconfig
-from tests.kubeapi.seed import configmap, daemonset, eni_conf_text, node, pod, seed_cluster
 
 
 @pytest.fixture

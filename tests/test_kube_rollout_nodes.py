@@ -24,7 +24,7 @@ class FakeCluster:
         self.pending: dict[str, float] = {}
         self.deleted: list[tuple[float, str]] = []
         self.max_down = 0
-        self.ds = {"metadata": {"name": "terway-eniip", "namespace": "kube-system"},
+        self.ds: dict[str, Any] = {"metadata": {"name": "terway-eniip", "namespace": "kube-system"},
                    "spec": {"selector": {"matchLabels": {"app": "terway"}},
                             "updateStrategy": {"rollingUpdate": {"maxUnavailable": max_unavailable}}},
                    "status": {"desiredNumberScheduled": len(nodes)}}
@@ -121,3 +121,38 @@ def test_max_unavailable_parsing() -> None:
     assert max_unavailable({"spec": {}}, 10) == 1
     ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] = 0
     assert max_unavailable(ds, 10) == 1
+
+
+class Tty:
+    """A text stream that says it is a terminal, for the progress-bar path."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buffer = io.StringIO()
+
+    def write(self, text: str) -> int:
+        return self.buffer.write(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_tty_and_lines_otherwise() -> None:
+    import io
+
+    from terwayctl.cli.vswitch import print_restart_result, restart_with_progress
+
+    tty = Tty()
+    result = restart_with_progress(FakeCluster(["n1", "n2"], lag=0), "kube-system", "terway-eniip",
+                                   ["n1", "n2"], 10, tty)  # type: ignore[arg-type]
+    assert result.complete and "restarted" in tty.buffer.getvalue() and "2/2" in tty.buffer.getvalue()
+    plain = io.StringIO()
+    result = restart_with_progress(FakeCluster(["n1", "n2"], lag=0), "kube-system", "terway-eniip",
+                                   ["n1", "n2"], 10, plain)
+    assert plain.getvalue().splitlines()[1:] == ["restart 0/2 ready; now: n1", "restart 1/2 ready; now: n2",
+                                                 "restart 2/2 ready"]
+    assert print_restart_result(plain, result) == 0

@@ -114,7 +114,7 @@ def test_default_eni_conf_and_conflist() -> None:
         "ip_stack": "ipv4",
     }
     assert json.loads(data["10-terway.conflist"]) == {"cniVersion": "1.0.0", "name": "terway", "plugins": [{"type": "terway"}]}
-    assert data["disable_network_policy"] == "false"
+    assert data["disable_network_policy"] == "true"  # network_policy defaults to off, as upstream's chart
     assert list(data) == ["eni_conf", "10-terway.conflist", "disable_network_policy"]
 
 

@@ -21,7 +21,7 @@ def test_defaults_need_only_security_groups() -> None:
     assert values.namespace == "kube-system"
     assert values.service_cidr == "172.21.0.0/20"
     assert (values.pool.max_size, values.pool.min_size, values.pool.sync_period) == (5, 0, None)
-    assert values.network_policy and not values.host_port and not values.bandwidth
+    assert not values.network_policy and not values.host_port and not values.bandwidth
     assert values.credentials_secret is None and values.credential_path is None
 
 

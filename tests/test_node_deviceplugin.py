@@ -16,13 +16,15 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import pytest
 
 from terwayctl.node import deviceplugin_api as api
-from terwayctl.node.deviceplugin import ENI_RESOURCE, EniDevicePlugin
+from terwayctl.node.config import PoolMode
+from terwayctl.node.deviceplugin import ENI_RESOURCE, EniDevicePlugin, start_for_daemon
 
 WAIT = 10.0
 
@@ -218,3 +220,47 @@ def test_an_earlier_runs_socket_is_removed(plugin_dir: Path) -> None:
     with EniDevicePlugin(Capacity(1), directory=plugin_dir, interval=0.05) as plugin:
         assert not stale.exists() and other.exists()
         assert plugin.socket is not None and plugin.socket.exists()
+
+
+class FakePool:
+    def __init__(self, max_enis: int) -> None:
+        self.max_enis = max_enis
+
+
+class FakeDaemon:
+    """What start_for_daemon reads of terwayctl.node.service.Daemon: config.mode and pool.max_enis."""
+
+    def __init__(self, mode: PoolMode, pool: FakePool | None) -> None:
+        self.config = SimpleNamespace(mode=mode)
+        self.pool = pool
+
+
+def test_the_daemon_advertises_its_pools_eni_limit(plugin_dir: Path) -> None:
+    pool = FakePool(7)  # usable_enis(EniQuantity 8, no caps)
+    kubelet = KubeletStandIn(plugin_dir).start()
+    plugin = start_for_daemon(FakeDaemon(PoolMode.ENI, pool), plugin_dir)
+    assert plugin is not None
+    try:
+        assert kubelet.registrations.get(timeout=WAIT).resource_name == "aliyun/eni"
+        assert len(next_devices(kubelet)) == 7
+        pool.max_enis = 5  # EniPerInstanceLimitExceeded lowered the limit
+        assert len(next_devices(kubelet)) == 5
+    finally:
+        plugin.stop()
+        kubelet.stop()
+
+
+def test_no_plugin_in_shared_eni_mode_or_without_kubelet(plugin_dir: Path) -> None:
+    assert start_for_daemon(FakeDaemon(PoolMode.ENIIP, FakePool(7)), plugin_dir) is None
+    assert start_for_daemon(FakeDaemon(PoolMode.ENI, FakePool(7)), plugin_dir / "absent") is None
+    assert not list(plugin_dir.iterdir())
+
+
+def test_a_socket_that_cannot_be_served_does_not_stop_the_daemon(plugin_dir: Path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EniDevicePlugin, "_serve", _failing_serve)
+        assert start_for_daemon(FakeDaemon(PoolMode.ENI, FakePool(3)), plugin_dir) is None
+
+
+def _failing_serve(self: EniDevicePlugin) -> None:
+    raise RuntimeError("Failed to bind to address unix:/nonexistent/x.sock")

@@ -111,9 +111,9 @@ def lab() -> Iterator[Lab]:
 @contextlib.contextmanager
 def api_server(work: Path, node_ns: str) -> Iterator[tuple[Any, Any]]:
     """The HTTPS test API server, also on 127.0.0.1:<port> inside the node namespace."""
+    from terwayctl.lab.kubeapi import KubeApiServer
     from terwayctl.lab.supervisor import EndpointProxy
     from tests.image_support.tls import self_signed
-    from tests.kubeapi import KubeApiServer
 
     cert = self_signed(work / "pki")
     server = KubeApiServer(tls=cert.server_context()).start()
@@ -215,10 +215,10 @@ def allocations(kubelet: Any) -> list[dict[str, Any]]:
 
 
 def test_packaged_node_runs_a_container_through_the_shim(node_image: str, lab: Lab, tmp_path: Path) -> None:
+    from terwayctl.lab.kubeapi.seed import node as seed_node
     from tests.image_support.image import image_podman
     from tests.image_support.kubelet import ApiAccess, MiniKubelet, NodeHost
     from tests.image_support.runtime import NodeRuntime, busybox_rootfs
-    from tests.kubeapi.seed import node as seed_node
 
     node1 = lab.node("node1")
     host = NodeHost(name="node1", netns=node1["namespace"], root=tmp_path / "host")

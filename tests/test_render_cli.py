@@ -1,4 +1,4 @@
-"""`terwayctl render` end to end: stdout, -o DIR, values files, and every bad value exiting 2."""
+"""`terwayctl render` end to end: stdout, --dir DIR, values files, and every bad value exiting 2."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import pytest
 import yaml
 
 SG = ("--set", "security_groups=sg-bp1aaa")
+POLICY_WARNING = (
+    "warning: network_policy is off: NetworkPolicy objects will not be enforced (no policy engine runs); "
+    "--set network_policy=true adds the Cilium policy container (docs/render.md)\n"
+)
 NAMES = [
     "01-serviceaccount-terway.yaml",
     "02-clusterrole-terway.yaml",
@@ -21,15 +25,17 @@ NAMES = [
 def test_stdout_is_a_multi_document_stream(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("render", *SG)
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
+    assert result.stderr == POLICY_WARNING  # network_policy is off by default, and render says so
+    on = cli("render", *SG, "--set", "network_policy=true")
+    assert on.exit_code == 0 and on.stderr == ""
     docs = list(yaml.safe_load_all(result.stdout))
     assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet"]
-    assert cli("render", *SG, "-o", "-").stdout == result.stdout
+    assert cli("render", *SG, "-o", "yaml").stdout == result.stdout
 
 
 def test_output_directory_gets_one_file_per_object(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "new" / "manifests"
-    result = cli("render", *SG, "-o", str(target))
+    result = cli("render", *SG, "--dir", str(target))
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in target.iterdir()) == NAMES
     assert result.stdout.splitlines() == [f"wrote {target / name}" for name in NAMES]
@@ -39,14 +45,14 @@ def test_output_directory_gets_one_file_per_object(cli, tmp_path: Path) -> None:
 
 
 def test_output_directory_is_rewritten_and_stale_files_are_named(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert cli("render", *SG, "-o", str(tmp_path)).exit_code == 0
+    assert cli("render", *SG, "--dir", str(tmp_path)).exit_code == 0
     (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
-    result = cli("render", *SG, "--set", "mode=eni", "-o", str(tmp_path))
+    result = cli("render", *SG, "--set", "mode=eni", "--dir", str(tmp_path))
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "05-daemonset-terway-eni.yaml").exists()
     assert result.stderr == (
         f"warning: {tmp_path / '05-daemonset-terway-eniip.yaml'} is not part of this render; "
-        "remove it before applying the directory\n"
+        "remove it before applying the directory\n" + POLICY_WARNING
     )
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
@@ -54,9 +60,9 @@ def test_output_directory_is_rewritten_and_stale_files_are_named(cli, tmp_path: 
 def test_output_path_that_is_a_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     file = tmp_path / "f"
     file.write_text("x", encoding="utf-8")
-    result = cli("render", *SG, "-o", str(file))
+    result = cli("render", *SG, "--dir", str(file))
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"error: {file} exists and is not a directory\nhint: ")
+    assert result.stderr.startswith("error: ") and str(file) in result.stderr.splitlines()[0]
 
 
 def test_values_file_and_set(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

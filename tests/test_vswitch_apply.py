@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from terwayctl.lab.kubeapi.seed import node
 from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import EmulatorFactory, RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
-from tests.kubeapi.seed import node
 from tests.vswitch_support import VSWITCH_SCENARIO
 
 Cli = Callable[..., CliResult]

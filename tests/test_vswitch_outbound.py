@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from terwayctl.lab.kubeapi.seed import configmap, node, seed_cluster
 from tests.conftest import CliResult
 from tests.fixtures.cloud import CloudEnv
 from tests.fixtures.emulator import EmulatorFactory, RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
-from tests.kubeapi.seed import configmap, node, seed_cluster
 from tests.vswitch_support import VSWITCH_SCENARIO, recreate_daemonset_pods, terway_pods
 
 Cli = Callable[..., CliResult]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from terwayctl.lab.kubeapi.seed import SCENARIO
 from tests.fixtures.kube import RunningKubeApi
-from tests.kubeapi.seed import SCENARIO
 
-# tests/kubeapi/seed.py's VPC plus: a NAT gateway (the system route table sends 0.0.0.0/0 to it) whose
+# terwayctl/lab/kubeapi/seed.py's VPC plus: a NAT gateway (the system route table sends 0.0.0.0/0 to it) whose
 # SNAT entries cover the node, pod and "new" vSwitches; vsw-halfi covered by a smaller SourceCIDR
 # only; vsw-barei with no entry; vsw-privi behind a custom route table without 0.0.0.0/0; vsw-gwi
 # behind one that sends 0.0.0.0/0 to an instance. 192.168.64.0/19 stays free for --create.
@@ -57,7 +57,7 @@ def recreate_daemonset_pods(kube: RunningKubeApi, monkeypatch: pytest.MonkeyPatc
     """When a DaemonSet's pod is deleted, create its replacement on the same node, as the DaemonSet
     controller does; ready unless its node is in `kube.controller.unready_nodes`. Returns the list the
     deleted pods' nodes are appended to, in order."""
-    from tests.kubeapi.server import CORE_PODS, _pod_status
+    from terwayctl.lab.kubeapi.server import CORE_PODS, _pod_status
 
     store = kube.server.store
     original = store.delete

@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -152,6 +153,78 @@ def _split_global(arg: str, root_options: dict[str, Any]) -> tuple[Any, bool] | 
     return None
 
 
+class CommandLine:
+    """argv walked along the click tree: the global options lifted in front, and the values found."""
+
+    def __init__(self, command: Any, args: Sequence[str]) -> None:
+        self.args: list[str] = []
+        self.values: list[tuple[str, str]] = []  # (option as typed, value), every level
+        self.files: list[tuple[str, Path]] = []  # options of type path, and --kubeconfig
+        self.numbers: list[tuple[str, str]] = []  # options of type int or float
+        self.path: list[str] = []  # the command and subcommand names
+        self._walk(command, list(args))
+
+    def _found(self, opt: str, param: Any, value: str) -> None:
+        self.values.append((opt, value))
+        kind = str(getattr(param.type, "name", ""))
+        if "int" in kind or "float" in kind:
+            self.numbers.append((opt, value))
+        if str(getattr(param.type, "name", "")) in ("path", "file") or opt == "--kubeconfig":
+            self.files.append((opt, Path(value)))
+
+    def _walk(self, command: Any, args: list[str]) -> None:
+        root_options = {opt: p for p in command.params for opt in getattr(p, "opts", [])}
+        front: list[str] = []
+        rest: list[str] = []
+        current = command
+        depth = 0
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                rest += args[i:]
+                break
+            found = _split_global(arg, root_options)
+            if found is not None:
+                param, inline = found
+                taken = 2 if _option_takes_value(param) and not inline else 1
+                if _option_takes_value(param):
+                    opt, value = (arg.partition("=")[::2] if arg.startswith("--") else (arg[:2], arg[2:])) \
+                        if inline else (arg, args[i + 1] if i + 1 < len(args) else "")
+                    self._found(opt, param, value)
+                (front if depth else rest).extend(args[i : i + taken])
+                i += taken
+                continue
+            if arg.startswith("-") and len(arg) > 1:
+                rest.append(arg)
+                own = {opt: p for p in current.params for opt in getattr(p, "opts", [])}
+                name, sep, inline_value = arg.partition("=")
+                param = own.get(name if sep and name.startswith("--") else arg)
+                if param is not None and _option_takes_value(param):
+                    if sep:
+                        self._found(name, param, inline_value)
+                    elif i + 1 < len(args):
+                        self._found(arg, param, args[i + 1])
+                        rest.append(args[i + 1])
+                        i += 1
+            else:
+                rest.append(arg)
+                sub = getattr(current, "commands", {}).get(arg)
+                if sub is not None:
+                    current, depth = sub, depth + 1
+                    self.path.append(arg)
+                elif getattr(current, "context_settings", {}).get("ignore_unknown_options"):
+                    rest += args[i + 1 :]
+                    break
+                else:
+                    argument = next((p for p in current.params if getattr(p, "param_type_name", "") == "argument"),
+                                    None)
+                    if argument is not None:
+                        self._found(str(argument.name).upper(), argument, arg)
+            i += 1
+        self.args = front + rest
+
+
 def lift_global_options(command: Any, args: Sequence[str]) -> list[str]:
     """`args` with the root's options (--namespace, --region, --debug, ...) moved in front of the command.
 
@@ -159,40 +232,7 @@ def lift_global_options(command: Any, args: Sequence[str]) -> list[str]:
     The walk follows the click tree so an option's value is never mistaken for an option, stops at
     `--`, and stops at the first argument of a command that passes unknown options on (`lab exec`).
     """
-    root_options = {opt: p for p in command.params for opt in getattr(p, "opts", [])}
-    front: list[str] = []
-    rest: list[str] = []
-    current = command
-    depth = 0
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            rest += args[i:]
-            break
-        found = _split_global(arg, root_options) if depth else None
-        if found is not None:
-            param, inline = found
-            taken = 2 if _option_takes_value(param) and not inline else 1
-            front += args[i : i + taken]
-            i += taken
-            continue
-        if arg.startswith("-") and len(arg) > 1:
-            rest.append(arg)
-            own = {opt: p for p in current.params for opt in getattr(p, "opts", [])}
-            if arg in own and _option_takes_value(own[arg]) and i + 1 < len(args):
-                rest.append(args[i + 1])
-                i += 1
-        else:
-            rest.append(arg)
-            sub = getattr(current, "commands", {}).get(arg)
-            if sub is not None:
-                current, depth = sub, depth + 1
-            elif getattr(current, "context_settings", {}).get("ignore_unknown_options"):
-                rest += args[i + 1 :]
-                break
-        i += 1
-    return front + rest
+    return CommandLine(command, args).args
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -214,8 +254,29 @@ def run(argv: Sequence[str] | None = None) -> int:
         from terwayctl.cli.options import apply_metavars
 
         click_command = apply_metavars(typer.main.get_command(cli_app))
-        lifted = args if completing else lift_global_options(click_command, args)
-        return click_command.main(args=lifted, prog_name="terwayctl", standalone_mode=False)
+        if completing:
+            return click_command.main(args=args, prog_name="terwayctl", standalone_mode=False)
+        from terwayctl.cli.inputs import (
+            bad_file_error,
+            check_files,
+            check_forms,
+            check_numbers,
+            warn_deprecated,
+        )
+
+        line = CommandLine(click_command, args)
+        if not ({"-h", "--help", "--version"} & set(args)):
+            check_forms(line.values)
+            check_numbers(line.numbers)
+            warn_deprecated(line.path, [opt for opt, _ in line.values])
+            check_files(line.files)
+        try:
+            return click_command.main(args=line.args, prog_name="terwayctl", standalone_mode=False)
+        except Exception as exc:
+            translated = bad_file_error(exc, line.files)
+            if translated is None:
+                raise
+            raise translated from None
 
     return run_guarded(invoke, debug="--debug" in args)
 

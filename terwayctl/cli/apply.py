@@ -54,12 +54,15 @@ def apply(
     from terwayctl.cli.manifest import global_values
     from terwayctl.kube.apply import ApplyOptions, apply_objects
     from terwayctl.kube.client import connect
-    from terwayctl.manifests import render_objects
+    from terwayctl.manifests import render_objects, render_warnings
     from terwayctl.manifests.values import load_values
 
     options = global_options(ctx)
     seconds = parse_duration(timeout)
-    rendered = render_objects(load_values(values, [*global_values(ctx), *(set_ or [])]))
+    loaded = load_values(values, [*global_values(ctx), *(set_ or [])])
+    rendered = render_objects(loaded)
+    for warning in render_warnings(loaded):
+        print(f"warning: {warning}", file=sys.stderr)
     mode = dry_run.value if dry_run is not None else ("server" if diff else None)
     apply_options = ApplyOptions(dry_run=mode, force_conflicts=force_conflicts, diff=diff,
                                  default_namespace=options.namespace)

@@ -216,11 +216,17 @@ def _print_footer(
     source = ", ".join(sources) or "-"
     if catalog_date and catalog_date not in source:
         source += f" (figures as of {catalog_date})"
+    cells = {c for row in rows for c in _cells(row, _mode_columns(options))}
+    legend = []  # only the marks that appear in the table
+    if any(c.endswith("*") for c in cells):
+        legend.append(f"* below the ACK minimum (shared > {defaults.ACK_MIN_SHARED_ENI_PODS}, "
+                      f"exclusive > {defaults.ACK_MIN_EXCLUSIVE_ENI_PODS}): such a node cannot join")
+    if "?" in cells:
+        legend.append("? unknown in the catalog")
     lines = [
         f"{len(rows)} type(s); source: {source}",
-        f"* below the ACK minimum (shared > {defaults.ACK_MIN_SHARED_ENI_PODS}, "
-        f"exclusive > {defaults.ACK_MIN_EXCLUSIVE_ENI_PODS}): such a node cannot join; ? unknown in the catalog. "
-        f"MAX-PODS = {mode} pod IPs + {options.host_network_pods} host-network pods.",
+        "; ".join(legend) + ("." if legend else "")
+        + f"{' ' if legend else ''}MAX-PODS = {mode} pod IPs + {options.host_network_pods} host-network pods.",
     ]
     noted = [r for r in rows if r.notes]
     if 0 < len(noted) <= NOTES_SHOWN_UP_TO:

@@ -82,6 +82,7 @@ def _cluster_records(kube: ObjectReader, namespace: str) -> tuple[str, list[Node
             allocatable_pods=node.allocatable_pods, pods=len([p for p in pods if not p.host_network]),
             host_network_pods=len([p for p in pods if p.host_network]),
             caps=eni_caps_from_conf(conf, f"eni_conf of node {node.name}"),
+            allocatable_enis=node.allocatable_enis,
         ))
     return mode, records
 
@@ -112,7 +113,13 @@ def print_cluster_capacity_table(out: TextIO, rows: list[NodeCapacity], mode: st
     cells = [[r.name, r.instance_type or "?", r.zone or "?", cell(r.ip_capacity), cell(r.max_pods),
               cell(r.allocatable_pods), str(r.pods), str(r.host_network_pods), ",".join(r.flags) or "-"]
              for r in rows]
-    write_table(out, headers, cells, right=["POD-IPS", "MAX-PODS", "ALLOCATABLE", "PODS", "HOST-NET"])
+    right = ["POD-IPS", "MAX-PODS", "ALLOCATABLE", "PODS", "HOST-NET"]
+    if mode == "eni":  # exclusive ENI: the device plugin's allocatable aliyun/eni beside the capacity
+        headers.insert(6, "ALLOC-ENI")
+        right.append("ALLOC-ENI")
+        for row, r in zip(cells, rows, strict=True):
+            row.insert(6, cell(r.allocatable_enis))
+    write_table(out, headers, cells, right=right)
     label = "shared ENI (terway-eniip)" if mode == "eniip" else "exclusive ENI (terway-eni)"
     lines = [f"{len(rows)} node(s); Terway mode: {label}. POD-IPS from eni_conf (max_eni, eni_cap_ratio, "
              "eni_cap_shift) and each node's terway-config override."]

@@ -14,7 +14,7 @@ from terwayctl.cli.context import global_options, offline_region
 from terwayctl.cli.options import Output, OutputOption
 from terwayctl.cli.render import emit_structured
 from terwayctl.cli.table import write_table
-from terwayctl.core.errors import TerwayctlError
+from terwayctl.core.errors import InvalidInput, TerwayctlError
 
 if TYPE_CHECKING:
     from terwayctl.data.cache import CacheInfo
@@ -46,10 +46,26 @@ def refresh(
     ctx: typer.Context,
     output_file: Annotated[
         Optional[Path],  # noqa: UP045 - typer needs Optional
-        typer.Option("--output", "-o", help="Write the catalog CSV to this file instead of the cache."),
+        typer.Option("--file", metavar="FILE", dir_okay=False,
+                     help="Write the catalog CSV to this file instead of the cache."),
+    ] = None,
+    old_output: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--output", "-o", metavar="FILE", hidden=True,
+                     help="Deprecated spelling of --file (one release)."),
     ] = None,
 ) -> None:
     """Fetch every instance type of the region (DescribeInstanceTypes) and store it in the cache."""
+    if old_output is not None:
+        from terwayctl.cli.options import deprecated
+
+        if old_output.lower() in ("table", "json", "yaml", "csv"):
+            raise InvalidInput(f"--output {old_output}: refresh writes a CSV file, it has no output format",
+                               hint="--file PATH writes the CSV there; without it the cache is written")
+        if output_file is not None:
+            raise InvalidInput("--output and --file both given", hint="use --file only")
+        deprecated(f"'catalog refresh -o {old_output}'", f"'catalog refresh --file {old_output}'")
+        output_file = Path(old_output)
     from terwayctl.cloud.catalog import fetch_catalog
     from terwayctl.cloud.session import client_from_options
     from terwayctl.data.cache import write_cache, write_catalog_csv

@@ -30,6 +30,7 @@ app = typer.Typer(
 
 DEFAULT_SOCKET = "/var/run/eni/eni.socket"
 DEFAULT_STATE_DIR = "/var/lib/cni/terway"
+DEFAULT_DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 
 
 @app.callback()
@@ -49,6 +50,7 @@ def daemon(
     node_name: Annotated[Optional[str], typer.Option(envvar="NODE_NAME", help="This node's Node name in the API server (pod GC, terway-config label).")] = None,  # noqa: UP045
     gc_period: Annotated[str, typer.Option(help="How often to release the IPs of pods gone from the API server (Go duration).")] = "5m",
     gc_grace: Annotated[str, typer.Option(help="Never release an allocation younger than this (a pod being created).")] = "2m",
+    device_plugin_dir: Annotated[str, typer.Option(help="kubelet's device-plugin directory: --mode eni advertises aliyun/eni there ('' turns it off).")] = DEFAULT_DEVICE_PLUGIN_DIR,
     log_format: Annotated[str, typer.Option(help="logfmt or json.")] = "logfmt",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -63,6 +65,10 @@ def daemon(
     from terwayctl.node import logfmt
     from terwayctl.node.config import parse_duration
 
+    if log_format not in ("logfmt", "json"):
+        raise InvalidInput(f"--log-format {log_format!r}: use logfmt or json")
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise InvalidInput(f"--log-level {log_level!r}: use debug, info, warning or error")
     logfmt.configure(log_format, log_level)
     options = global_options(ctx)
     durations = {"gc_period": parse_duration(gc_period, "--gc-period"),
@@ -74,7 +80,8 @@ def daemon(
             instance_type=instance_type, socket_path=socket_path, state_dir=state_dir, node_netns=node_netns,
             metrics=metrics, pod_annotations=pod_annotations, node_name=node_name or "", kube=kube, **durations,
         )
-        _run(options, daemon_config, kube, explicit=_on_command_line(ctx, "region", "profile"))
+        _run(options, daemon_config, kube, explicit=_on_command_line(ctx, "region", "profile"),
+             device_plugin_dir=Path(device_plugin_dir) if device_plugin_dir else None)
     finally:
         if kube is not None:
             kube.close()
@@ -181,7 +188,8 @@ def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
 
 
 def _run(
-    options: GlobalOptions, config: DaemonConfig, kube: KubeClient | None = None, explicit: frozenset[str] = frozenset()
+    options: GlobalOptions, config: DaemonConfig, kube: KubeClient | None = None, explicit: frozenset[str] = frozenset(),
+    device_plugin_dir: Path | None = None,
 ) -> None:
     """`explicit`: the global options given as flags ("region", "profile"), which beat eni_conf."""
     import dataclasses
@@ -210,9 +218,19 @@ def _run(
                              given.vswitch_id or None, given.instance_type or None)
         config = dataclasses.replace(config, identity=identity)
         cluster = KubeCluster(kube, config.node_name) if kube is not None else None
-        with Running(Daemon(config, client, cluster=cluster)):
-            while not stop.wait(0.5):
-                pass
+        with Running(Daemon(config, client, cluster=cluster)) as running:
+            # exclusive-ENI mode: the aliyun/eni device plugin (grpc is imported only here, never at start-up)
+            plugin = None
+            if device_plugin_dir is not None and config.mode.value == "eni":
+                from terwayctl.node.deviceplugin import start_for_daemon
+
+                plugin = start_for_daemon(running.daemon, device_plugin_dir)
+            try:
+                while not stop.wait(0.5):
+                    pass
+            finally:
+                if plugin is not None:
+                    plugin.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import typer.main
-
 from terwayctl.cli.app import full_command
 from terwayctl.cli.completion import Shell, completion_script
 
@@ -32,6 +30,8 @@ def _param_line(param: Any) -> str:
         name = f"`{param.name.upper()}`" + (" (repeatable)" if getattr(param, "nargs", 1) == -1 else "")
     else:
         name = ", ".join(f"`{opt}`" for opt in [*param.opts, *getattr(param, "secondary_opts", [])])
+        if not getattr(param, "is_flag", False) and param.metavar:
+            name += f" {param.metavar}"
     help_text = getattr(param, "help", None) or ""
     default = param.default
     extra = ""
@@ -56,7 +56,7 @@ def reference() -> str:
     for path, command in walk(full_command()):
         lines += [f"{'#' * min(len(path) + 1, 4)} `{' '.join(path)}`", ""]
         lines += [(command.help or "").strip(), ""]
-        params = [p for p in command.params if p.name not in ("help",)]
+        params = [p for p in command.params if p.name not in ("help",) and not getattr(p, "hidden", False)]
         lines += [_param_line(p) for p in params]
         if params:
             lines.append("")

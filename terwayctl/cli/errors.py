@@ -15,10 +15,15 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def print_error(message: str, hint: str | None = None, stream: TextIO | None = None) -> None:
+    """`error:` and `hint:`, one line each (a parser's multi-line message is joined)."""
     out = stream or sys.stderr
-    print(f"error: {message}", file=out)
+    print(f"error: {one_line(message)}", file=out)
     if hint:
-        print(f"hint: {hint}", file=out)
+        print(f"hint: {one_line(hint)}", file=out)
+
+
+def one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def run_guarded(invoke: Callable[[], object], debug: bool) -> int:

@@ -24,7 +24,7 @@ fault_app = typer.Typer(no_args_is_help=True, help="Inject the faults 'doctor' m
 app.add_typer(pod_app, name="pod")
 app.add_typer(fault_app, name="fault")
 
-NameOption = Annotated[str, typer.Option("--name", envvar="TERWAYCTL_LAB", help="Lab name: 1-10 lowercase letters and digits.")]
+NameOption = Annotated[str, typer.Option("--lab", "--name", envvar="TERWAYCTL_LAB", help="Lab name: 1-10 lowercase letters and digits (--name: the old spelling).")]
 DEFAULT_NAME = "default"
 UP_STEPS = 4
 
@@ -68,6 +68,7 @@ def up(
     no_snat: Annotated[bool, typer.Option("--no-snat", help="No SNAT entry for the pod vSwitches: pods have no internet.")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="eni_conf (JSON/YAML, or a ConfigMap) merged over the lab's default.")] = None,  # noqa: UP045
     external_daemon: Annotated[Optional[list[str]], typer.Option("--external-daemon", help="A node whose daemon the lab does not start (you run it, e.g. the packaged image); comma-separated or repeated.")] = None,  # noqa: UP045
+    kube: Annotated[bool, typer.Option("--kube", help="Also run a Kubernetes API server (Nodes, eni-config, the terway DaemonSet, the pods); the daemons read eni-config there.")] = False,
     output: OutputOption = Output.table,
 ) -> None:
     """Create the lab: VPC router, NAT gateway, internet, nodes with daemons; print a summary."""
@@ -78,7 +79,7 @@ def up(
     spec = LabSpec(name=name, nodes=nodes, zones=_split(zones) or ("cn-hangzhou-i",), instance_type=instance_type,
                    mode=mode, vpc=vpc, service_cidr=service_cidr, snat=not no_snat,
                    eni_conf=load_eni_conf_file(config) if config is not None else {},
-                   external_daemons=_split(external_daemon))
+                   external_daemons=_split(external_daemon), kube=kube)
     with _progress(f"lab {name} up", UP_STEPS) as progress:
         result = lab_up(spec, progress)
     if output is not Output.table:
@@ -87,12 +88,13 @@ def up(
     print_status(result)
     out = sys.stdout
     first = result.nodes[0].name if result.nodes else "node1"
-    opt = "" if name == DEFAULT_NAME else f" --name {name}"
+    opt = "" if name == DEFAULT_NAME else f" --lab {name}"
     out.write("\nnext:\n"
               f"  terwayctl lab pod add web{opt} --node {first}\n"
               f"  terwayctl lab exec web{opt} -- curl -s http://203.0.113.10/\n"
               f"  terwayctl lab exec {first}{opt} -- terwayctl daemon status\n"
-              f"  terwayctl lab fault list{opt}\n"
+              + (f"  terwayctl --kubeconfig {result.kubeconfig} vswitch list\n" if result.kubeconfig else "")
+              + f"  terwayctl lab fault list{opt}\n"
               f"  terwayctl lab down{opt}\n")
 
 
@@ -100,7 +102,10 @@ def print_status(result: LabStatus) -> None:
     out = sys.stdout
     running = "running" if result.supervisor_running else "NOT RUNNING"
     out.write(f"lab {result.name}: mode {result.mode}, {result.instance_type}, emulator {result.emulator or '-'} "
-              f"(supervisor pid {result.supervisor_pid}, {running})\nstate: {result.lab_dir}\n\n")
+              f"(supervisor pid {result.supervisor_pid}, {running})\nstate: {result.lab_dir}\n")
+    if result.kubeconfig:
+        out.write(f"api server: {result.kube_api or 'NOT RUNNING'}, kubeconfig {result.kubeconfig}\n")
+    out.write("\n")
     write_table(out, ["NODE", "INSTANCE", "ZONE", "NAMESPACE", "PRIMARY IP", "DAEMON", "ENIS", "POOL IPS", "IDLE", "PODS"],
                 [[n.name, n.instance_id, n.zone, n.namespace, n.primary_ip or "-",
                   "external" if n.external else
@@ -217,6 +222,17 @@ def exec_(
 
     argv, env = exec_command(name, target, command or [])
     raise typer.Exit(subprocess.run(argv, env=env, check=False).returncode)
+
+
+@app.command("env")
+def env(name: NameOption = DEFAULT_NAME) -> None:
+    """Print shell exports pointing terwayctl on this host at the lab's cloud (and API server, with --kube): eval "$(terwayctl lab env)"."""
+    import shlex
+
+    from terwayctl.lab import lab_env
+
+    for key, value in lab_env(name).items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 # --- faults ----------------------------------------------------------------------------------------

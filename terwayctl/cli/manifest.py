@@ -43,18 +43,29 @@ def render(
 ) -> None:
     """Render the Terway install manifests (RBAC, eni-config, DaemonSet) from validated values."""
     from terwayctl.cli.options import ManifestOutput, deprecated
-    from terwayctl.manifests import InvalidValues, load_values, render_files, render_objects, render_yaml
+    from terwayctl.manifests import (
+        InvalidValues,
+        load_values,
+        render_files,
+        render_objects,
+        render_warnings,
+        render_yaml,
+    )
 
     fmt = output.lower()
     if fmt == STDOUT:
         deprecated("'render -o -'", "'render' (YAML on stdout is the default) or '-o yaml'")
         fmt = ManifestOutput.yaml.value
+    elif fmt in ("table", "csv"):
+        raise InvalidInput(f"--output {output}: render prints yaml or json", hint="-o yaml (the default) or -o json")
     elif fmt not in {f.value for f in ManifestOutput}:
         if directory_option is not None:
             raise InvalidInput(f"--output {output!r}: not a format (yaml or json)",
                                hint="give the directory with --dir only")
         deprecated(f"'render -o {output}' (a directory)", f"'render --dir {output}'")
         directory_option, fmt = Path(output), ManifestOutput.yaml.value
+    if directory_option is not None and fmt != ManifestOutput.yaml.value:
+        raise InvalidInput("--dir writes YAML files: -o json goes to stdout only", hint="drop -o json, or drop --dir")
     sets = [*global_values(ctx), *(set_ or [])]
     try:
         loaded = load_values(values, sets)
@@ -70,16 +81,17 @@ def render(
             sys.stdout.write(json.dumps(document, indent=2) + "\n")
         else:
             sys.stdout.write(render_yaml(loaded))
-        return
-    if fmt != ManifestOutput.yaml.value:
-        raise InvalidInput("--dir writes YAML files: -o json goes to stdout only", hint="drop -o json, or drop --dir")
-    directory = directory_option
-    files = render_files(loaded)
-    written = write_files(directory, files)
-    for path in written:
-        print(f"wrote {path}")
-    for stale in stale_files(directory, {name for name, _ in files}):
-        print(f"warning: {stale} is not part of this render; remove it before applying the directory", file=sys.stderr)
+    else:
+        directory = directory_option
+        files = render_files(loaded)
+        written = write_files(directory, files)
+        for path in written:
+            print(f"wrote {path}")
+        for stale in stale_files(directory, {name for name, _ in files}):
+            print(f"warning: {stale} is not part of this render; remove it before applying the directory",
+                  file=sys.stderr)
+    for warning in render_warnings(loaded):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def global_values(ctx: typer.Context) -> list[str]:

@@ -39,14 +39,14 @@ def plan_command(
     ctx: typer.Context,
     vpc: Annotated[str, typer.Option(help="VPC CIDR.")] = defaults.DEFAULT_VPC_CIDR,
     zones: Annotated[Optional[list[str]], typer.Option(help="Zones, comma-separated or repeated; one node and one pod vSwitch each.")] = None,  # noqa: UP045
-    nodes: Annotated[Optional[int], typer.Option(help="Nodes per zone.")] = None,  # noqa: UP045
+    nodes: Annotated[Optional[int], typer.Option(help="Nodes per zone (as in 'plan check'); sizes each zone's vSwitches for nodes x growth.")] = None,  # noqa: UP045
     pods_per_node: Annotated[Optional[int], typer.Option("--pods-per-node", help="Pod IPs per node.")] = None,  # noqa: UP045
     instance_type: Annotated[Optional[str], typer.Option("--instance-type", help="Derive --pods-per-node from this type's capacity.")] = None,  # noqa: UP045
     mode: Annotated[str, typer.Option(help="Terway mode for --instance-type: eniip or eni.")] = "eniip",
     service_cidr: Annotated[str, typer.Option("--service-cidr", help="Kubernetes service CIDR.")] = defaults.DEFAULT_SERVICE_CIDR,
     ipv6: Annotated[bool, typer.Option("--ipv6", help="Dual stack: give every vSwitch an IPv6 /64 of the VPC's /56.")] = False,
     avoid: Annotated[Optional[list[str]], typer.Option(help="CIDRs to keep clear: existing vSwitches, on-premises ranges.")] = None,  # noqa: UP045
-    growth: Annotated[float, typer.Option(help="Headroom factor on nodes and pods.")] = 2.0,
+    growth: Annotated[float, typer.Option(help="Headroom factor on nodes and pods: plans for nodes x growth (as 'plan check').")] = 2.0,
     allow_public_vpc: Annotated[bool, typer.Option("--allow-public-vpc", help="Accept a VPC CIDR outside the private ranges.")] = False,
     live: Annotated[bool, typer.Option("--live", help="Read the VPC CIDR and its existing vSwitches from the cloud (needs --vpc-id) and plan around them.")] = False,
     vpc_id: Annotated[Optional[str], typer.Option("--vpc-id", help="The existing VPC to plan in, with --live.")] = None,  # noqa: UP045
@@ -127,9 +127,9 @@ def check_command(
     pod_vswitch: Annotated[list[str], typer.Option("--pod-vswitch", help="Pod vSwitch CIDRs (repeat or comma-separate).")],
     service_cidr: Annotated[str, typer.Option("--service-cidr", help="Kubernetes service CIDR.")] = defaults.DEFAULT_SERVICE_CIDR,
     avoid: Annotated[Optional[list[str]], typer.Option(help="CIDRs that must stay clear.")] = None,  # noqa: UP045
-    nodes: Annotated[Optional[int], typer.Option(help="Nodes in total, to check the vSwitches hold them.")] = None,  # noqa: UP045
+    nodes: Annotated[Optional[int], typer.Option(help="Nodes per zone (as in 'plan'); the vSwitches given are one zone, so: the nodes they serve.")] = None,  # noqa: UP045
     pods_per_node: Annotated[Optional[int], typer.Option("--pods-per-node", help="Pod IPs per node.")] = None,  # noqa: UP045
-    growth: Annotated[float, typer.Option(help="Headroom factor on nodes and pods.")] = 1.0,
+    growth: Annotated[float, typer.Option(help="Headroom factor on nodes and pods: checks room for nodes x growth (as 'plan'); 1 checks the load as it is.")] = 2.0,
     allow_public_vpc: Annotated[bool, typer.Option("--allow-public-vpc", help="Accept a VPC CIDR outside the private ranges.")] = False,
     ipv6: Annotated[bool, typer.Option("--ipv6", help="Check IPv6 /64 slots too.")] = False,
     output: OutputOption = Output.table,

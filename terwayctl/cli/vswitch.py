@@ -387,8 +387,8 @@ def add(
                 assert zone is not None
                 if node_zones.get(zone, 0) == 0:
                     with_nodes = ", ".join(sorted(z for z, n in node_zones.items() if n)) or "none"
-                    raise InvalidInput(f"zone {zone}, where the cluster has no nodes (zones with nodes: "
-                                       f"{with_nodes}): a new vSwitch there would serve no pod",
+                    raise InvalidInput(f"--create --zone {zone}: a zone where the cluster has no nodes (zones "
+                                       f"with nodes: {with_nodes}); a new vSwitch there would serve no pod",
                                        hint="pick a --zone with nodes (label topology.kubernetes.io/zone)")
                 planned = _plan_new_vswitch(cloud, found, reference, configured, default_text, all_nodes, zone,
                                             cidr, avoid or [])

@@ -292,12 +292,17 @@ def _sorted(rows: list[Capacity], mode: str, sort: str, reverse: bool) -> list[C
         return row.vcpu if sort == "vcpu" else row.memory_gib
 
     keyed = [(v, r) for r in rows if (v := value(r)) is not None]
-    keyed.sort(key=lambda pair: (pair[0], pair[1].name), reverse=reverse)
-    unknown = sorted((r for r in rows if value(r) is None), key=lambda r: r.name)
+    keyed.sort(key=lambda pair: (pair[0], natural_key(pair[1].name)), reverse=reverse)
+    unknown = sorted((r for r in rows if value(r) is None), key=lambda r: natural_key(r.name))
     return [r for _, r in keyed] + unknown
 
 
 SIZE_WORDS = ("nano", "micro", "small", "medium", "large", "xlarge")
+
+
+def natural_text_key(text: str) -> tuple[tuple[int, str], ...]:
+    """Digits compare as numbers: node2 < node10, 192.168.0.9 < 192.168.0.10."""
+    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", text) if part)
 
 
 def natural_key(name: str) -> tuple[tuple[tuple[int, str], ...], tuple[int, int, str]]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from terwayctl.core import defaults
-from terwayctl.core.capacity import CapacityOptions, compute
+from terwayctl.core.capacity import CapacityOptions, compute, natural_text_key
 from terwayctl.core.catalog import InstanceType
 from terwayctl.core.eniconf import EniCaps
 
@@ -18,6 +18,8 @@ FLAG_MAX_PODS_ABOVE_IPS = "max-pods-above-ips"
 FLAG_BELOW_ACK_MINIMUM = "below-ack-minimum"
 FLAG_OVER_CAPACITY = "over-capacity"
 FLAG_UNKNOWN_TYPE = "unknown-type"
+FLAG_ENI_DEVICES = "eni-devices"
+"""Exclusive ENI: allocatable aliyun/eni missing, or not the node's ENI capacity (the device plugin)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class NodeRecord:
     """Running or pending pods that need a pod IP (not host-network)."""
     host_network_pods: int
     caps: EniCaps = field(default_factory=EniCaps)
+    allocatable_enis: int | None = None
+    """status.allocatable["aliyun/eni"], what the daemon's device plugin advertises."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class NodeCapacity:
     flags: tuple[str, ...]
     problems: tuple[str, ...]
     type_source: str
+    allocatable_enis: int | None = None
+    """allocatable aliyun/eni (exclusive ENI: compared with ip_capacity, FLAG_ENI_DEVICES)."""
 
 
 def _ack_minimum(mode: str) -> int:
@@ -86,6 +92,8 @@ def node_capacity(record: NodeRecord, it: InstanceType | None, mode: str, type_s
             flags.append(FLAG_MAX_PODS_ABOVE_IPS)
             problems.append(f"kubelet max-pods {kubelet} > {ip_capacity} pod IPs + {host_network} host-network pods:"
                             f" pods beyond {recommended} hang in ContainerCreating; set --max-pods={recommended}")
+        if mode == "eni":
+            _check_eni_devices(record, ip_capacity, flags, problems)
         if record.pods > ip_capacity:
             flags.append(FLAG_OVER_CAPACITY)
             problems.append(f"{record.pods} pods need an IP but the node has {ip_capacity}: pods without one "
@@ -95,7 +103,21 @@ def node_capacity(record: NodeRecord, it: InstanceType | None, mode: str, type_s
         ip_capacity=ip_capacity, recommended_max_pods=recommended, max_pods=record.max_pods,
         allocatable_pods=record.allocatable_pods, pods=record.pods, host_network_pods=record.host_network_pods,
         flags=tuple(flags), problems=tuple(problems), type_source=type_source if it is not None else "",
+        allocatable_enis=record.allocatable_enis,
     )
+
+
+def _check_eni_devices(record: NodeRecord, enis: int, flags: list[str], problems: list[str]) -> None:
+    """Exclusive ENI: the scheduler knows the ENI limit only through allocatable aliyun/eni."""
+    if record.allocatable_enis is None:
+        flags.append(FLAG_ENI_DEVICES)
+        problems.append(f"no aliyun/eni in allocatable: the daemon's device plugin is not registered with kubelet, "
+                        f"so the scheduler may place more than {enis} pods that each need an ENI")
+    elif record.allocatable_enis != enis:
+        flags.append(FLAG_ENI_DEVICES)
+        problems.append(f"allocatable aliyun/eni {record.allocatable_enis} != {enis} ENIs for pods (EniQuantity - 1, "
+                        "eni_conf caps): the device plugin advertises another capacity (an older daemon, or "
+                        "eni_conf changed since it started)")
 
 
 def cluster_capacity(
@@ -106,7 +128,7 @@ def cluster_capacity(
 ) -> list[NodeCapacity]:
     """Every node's capacity, sorted by name; `sources` says where each type's figures come from."""
     rows = []
-    for record in sorted(records, key=lambda r: r.name):
+    for record in sorted(records, key=lambda r: natural_text_key(r.name)):
         it = types.get(record.instance_type or "")
         rows.append(node_capacity(record, it, mode, sources.get(record.instance_type or "", "")))
     return rows

@@ -54,6 +54,9 @@ CAPACITY_KEYS = (
 )
 """The eni_conf keys `capacity` reads; every other key is kept as it is and ignored."""
 
+MAX_COUNT_FIELD = 10_000
+"""The largest max_eni, min_eni or ipv4_prefix_count that is not a typo (no node has that many)."""
+
 MAX_ENI_SHIFT = 64
 """|eni_cap_shift| above this is a typo: no ECS type has that many ENIs."""
 
@@ -112,6 +115,9 @@ def _int_field(conf: Mapping[str, Any], key: str, origin: str, default: int) -> 
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"{origin}: {key} must be a whole number, got {value!r}",
                            hint=f'write "{key}": 3 (a JSON number, not a string)')
+    if abs(value) > MAX_COUNT_FIELD:
+        raise InvalidInput(f"{origin}: {key} {value} is out of range (at most {MAX_COUNT_FIELD})",
+                           hint=f"{key} counts ENIs or prefixes of one node: a small number")
     return value
 
 

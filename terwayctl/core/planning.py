@@ -465,9 +465,9 @@ class CheckRequest:
     pod_vswitches: tuple[str, ...]
     service_cidr: str = defaults.DEFAULT_SERVICE_CIDR
     avoid: tuple[str, ...] = ()
-    nodes: int | None = None
+    nodes: int | None = None  # per zone, as in PlanRequest; a check's vSwitches are one zone
     pods_per_node: int | None = None
-    growth: float = 1.0
+    growth: float = 1.0  # applied as in PlanRequest (nodes x growth); the CLI defaults both to 2
     allow_public_vpc: bool = False
     ipv6: bool = False
 

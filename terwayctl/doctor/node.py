@@ -465,6 +465,46 @@ def daemon_socket(ctx: Context) -> Verdict:
     return ok(*evidence)
 
 
+IP_ERROR_CODES = ("InvalidVSwitchId.IpNotEnough", "QuotaExceeded.PrivateIpAddress", "EniPerInstanceLimitExceeded",
+                  "InvalidOperation.Ipv4CountExceeded")
+
+
+def daemon_ip_errors(ctx: Context) -> Verdict:
+    """The cloud errors the daemon met while filling its pool (its log, as `daemon status` keeps them)."""
+    require_terway_node(ctx)
+    try:
+        status = _daemon(ctx)
+    except DaemonNotAnswering as exc:
+        raise CheckSkipped(f"the daemon does not answer ({exc.reason}): its errors are unknown") from None
+    pool = status.detail.get("pool") if isinstance(status.detail, dict) else None
+    if not isinstance(pool, dict):
+        raise CheckSkipped("the daemon does not expose its pool state (STATUS detail)")
+    raw = pool.get("vswitch_errors")
+    errors = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
+    last = str(pool.get("last_error") or "")
+    hits: list[str] = []
+    fixes: list[str] = []
+    for error in errors:
+        text = f"{error.get('code', '')} {error.get('message', '')}"
+        code = next((c for c in IP_ERROR_CODES if c in text), None)
+        if code is None:
+            continue
+        backoff = error.get("backed_off_for")
+        hits.append(f"{error.get('vswitch_id') or '?'}: {code} at {error.get('at') or '?'} (request "
+                    f"{error.get('request_id') or '?'}){f', backing off {backoff}s' if backoff else ''}: "
+                    f"{' '.join(str(error.get('message', '')).split())[:200]}")
+        if isinstance(error.get("fix"), str) and error["fix"]:
+            fixes.append(f"# {error['fix']}")
+    if not hits and (code := next((c for c in IP_ERROR_CODES if c in last), None)) is not None:
+        hits.append(f"last pool error: {' '.join(last.split())[:200]}")
+    if not hits:
+        return ok(f"no {', '.join(IP_ERROR_CODES)} among the daemon's {len(errors)} vSwitch error(s)")
+    vswitches = sorted({str(e.get("vswitch_id")) for e in errors if e.get("vswitch_id")})
+    lines = [f"terwayctl vswitch add <a vSwitch of the same zone>   # {', '.join(vswitches) or 'the pod vSwitch'} "
+             "has no free IP or the node hit its ENI/IP quota", *dict.fromkeys(fixes)]
+    return fail([*hits, "new pods on this node wait in ContainerCreating until the pool can grow"], "\n".join(lines))
+
+
 def datapath_rules(ctx: Context) -> Verdict:
     try:
         status = _daemon(ctx)
@@ -684,6 +724,9 @@ CHECKS: list[Check] = [
           "the CNI bin dir (--cni-bin-dir): terway and every plugin the conflist chains"),
     Check("node.daemon-socket", "The node daemon answers", Scope.NODE, NEEDS, daemon_socket,
           "a STATUS request over the daemon's unix socket (--socket)"),
+    Check("node.daemon-ip-errors", "The daemon met no IP or ENI quota errors", Scope.NODE, NEEDS, daemon_ip_errors,
+          "the daemon's pool errors (STATUS detail pool.vswitch_errors and last_error, as daemon status shows "
+          "them): InvalidVSwitchId.IpNotEnough and the ENI/IP quota codes"),
     Check("node.datapath-rules", "Pod veths and policy rules match the daemon's pods", Scope.NODE, NEEDS,
           datapath_rules, "the daemon's allocations against the cali* veths, 512/2048 ip rules and ENI tables"),
     Check("node.datapath-kernel", "The kernel supports the configured datapath", Scope.NODE, NEEDS, datapath_kernel,

@@ -6,10 +6,11 @@ import difflib
 from collections.abc import Iterable, Sequence
 
 from terwayctl.core.errors import InvalidInput
-from terwayctl.doctor import cloud, cluster, node, probe
+from terwayctl.doctor import cloud, cluster, datapath, devices, node, policy, probe
 from terwayctl.doctor.model import Check, Scope
 
-CHECKS: tuple[Check, ...] = (*cloud.CHECKS, *cluster.CHECKS, *node.CHECKS, *probe.CHECKS)
+CHECKS: tuple[Check, ...] = (*cloud.CHECKS, *cluster.CHECKS, *policy.CHECKS, *devices.CHECKS, *node.CHECKS,
+                              *datapath.CHECKS, *probe.CHECKS)
 SCOPES = tuple(s.value for s in Scope)
 
 

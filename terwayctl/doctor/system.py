@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from terwayctl.cni import protocol
+from terwayctl.core.errors import TerwayctlError
 from terwayctl.doctor.model import CheckSkipped
 from terwayctl.doctor.readers import (
     Attempt,
@@ -104,9 +105,15 @@ class SystemNode:
         if done.returncode != 0:
             if "not permitted" in done.stderr.lower():
                 raise CheckSkipped(f"nft -j list ruleset needs root: {done.stderr.strip()}")
-            raise RuntimeError(f"nft -j list ruleset failed: {done.stderr.strip()}")
-        data = json.loads(done.stdout or '{"nftables": []}')
-        return [item for item in data.get("nftables", []) if isinstance(item, dict)]
+            raise TerwayctlError(f"nft -j list ruleset failed in netns {self.netns}: {done.stderr.strip()}",
+                                 "nft --version; run doctor as root")
+        try:
+            data = json.loads(done.stdout or '{"nftables": []}')
+        except ValueError as exc:
+            raise TerwayctlError(f"nft -j list ruleset printed no readable JSON in netns {self.netns} ({exc})",
+                                 "nft --version; a mismatch of nft and the kernel's nf_tables shows this way") from None
+        items = data.get("nftables", []) if isinstance(data, dict) else []
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
     def iptables_legacy_save(self) -> str | None:
         if shutil.which("iptables-legacy-save") is None:

@@ -183,8 +183,17 @@ def connect(
             config.load_kube_config(config_file=path, context=context, client_configuration=configuration,
                                     persist_config=False)
         except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
+            if isinstance(exc, yaml.YAMLError):
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+                detail = f"not valid YAML{where}: {getattr(exc, 'problem', None) or 'syntax error'}"
+            elif isinstance(exc, (TypeError, KeyError, AttributeError)):
+                detail = "not a kubeconfig (a mapping with clusters, users, contexts and current-context)"
+            else:
+                lines = str(exc).strip().splitlines()
+                detail = lines[0] if lines else type(exc).__name__
             raise KubeConfigError(
-                f"cannot use the kubeconfig {path}{f' (context {context})' if context else ''}: {exc}",
+                f"cannot use the kubeconfig {path}{f' (context {context})' if context else ''}: {detail}",
                 hint="check the file with 'kubectl config view' and the context name with "
                      "'kubectl config get-contexts'",
             ) from None
@@ -206,9 +215,13 @@ def _open(configuration: Any, request_timeout: float) -> KubeClient:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from kubernetes.dynamic import DynamicClient as UntypedDynamicClient
-    from urllib3.exceptions import HTTPError
-
-    from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        HTTPError,
+        MaxRetryError,
+        NewConnectionError,
+        ReadTimeoutError,
+    )
     from urllib3.util.retry import Retry
 
     dynamic_client: Any = UntypedDynamicClient  # kubernetes.dynamic has no annotations

@@ -15,6 +15,8 @@ LABEL_INSTANCE_TYPE_BETA = "beta.kubernetes.io/instance-type"
 LABEL_ZONE = "topology.kubernetes.io/zone"
 LABEL_ZONE_BETA = "failure-domain.beta.kubernetes.io/zone"
 LABEL_TERWAY_CONFIG = "terway-config"
+RESOURCE_ENI = "aliyun/eni"
+"""The extended resource of exclusive ENIs (the daemon's device plugin, terwayctl/node/deviceplugin.py)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class NodeInfo:
     terway_config: str | None
     """The ConfigMap named by the node label terway-config, merged over eni-config."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    allocatable_enis: int | None = None
+    """status.allocatable["aliyun/eni"]: what the daemon's device plugin advertises (exclusive ENI)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def node_from_object(obj: Mapping[str, Any]) -> NodeInfo:
         capacity_pods=_quantity((status.get("capacity") or {}).get("pods")),
         terway_config=labels.get(LABEL_TERWAY_CONFIG),
         labels=labels,
+        allocatable_enis=_quantity((status.get("allocatable") or {}).get(RESOURCE_ENI)),
     )
 
 

@@ -33,7 +33,7 @@ from terwayctl.lab.lifecycle import (
 )
 from terwayctl.lab.model import LabSpec, Topology, build_topology
 from terwayctl.lab.naming import DEFAULT_NAME, LAB_DIR_ENV
-from terwayctl.lab.pods import PodSpec, exec_command, parse_annotations
+from terwayctl.lab.pods import PodSpec, exec_command, lab_env, parse_annotations
 from terwayctl.lab.pods import add as add_pod
 from terwayctl.lab.pods import delete as delete_pod
 from terwayctl.lab.pods import pods as list_pods
@@ -62,6 +62,7 @@ __all__ = [
     "down",
     "exec_command",
     "inject_fault",
+    "lab_env",
     "list_faults",
     "list_labs",
     "list_pods",

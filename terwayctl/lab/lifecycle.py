@@ -79,6 +79,8 @@ class LabStatus:
     vswitches: list[VSwitchStatus] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
+    kube_api: str = ""  # `lab up --kube`: the API server's URL ('' without)
+    kubeconfig: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -150,7 +152,8 @@ def _up(lab: LabDir, topology: Topology, progress: Progress) -> None:
     for node in topology.nodes:
         network.setup_node(node.ns)
         _node_files(lab, topology, node, shim)
-    progress("supervisor: emulator, VPC router, NAT gateway, internet")
+    progress("supervisor: emulator, VPC router, NAT gateway, internet"
+             + (", Kubernetes API server" if topology.kube else ""))
     env = {**cloud_env("", topology.region), "PYTHONUNBUFFERED": "1"}
     pid = procs.spawn([sys.executable, "-m", "terwayctl", "lab", "serve", "--name", lab.name],
                       lab.path / "supervisor.log", env)
@@ -221,11 +224,19 @@ def _wait_supervisor(lab: LabDir, pid: int) -> dict[str, Any]:
 
 def _daemon_argv(lab: LabDir, topology: Topology, node: NodePlan) -> list[str]:
     d = lab.node_dir(node.name)
-    return ["ip", "netns", "exec", node.ns, sys.executable, "-m", "terwayctl", "daemon",
-            "--mode", topology.mode, "--config", str(d / "eni_conf.json"), "--instance-id", node.instance_id,
+    # --kube: eni_conf from the lab's API server (eni-config + the Node's terway-config), as in a cluster
+    source = (["--node-name", node.name] if topology.kube else ["--config", str(d / "eni_conf.json")])
+    cluster = ["--kubeconfig", str(lab.kubeconfig)] if topology.kube else []
+    return ["ip", "netns", "exec", node.ns, sys.executable, "-m", "terwayctl", *cluster, "daemon",
+            "--mode", topology.mode, *source, "--instance-id", node.instance_id,
             "--zone", node.zone, "--vswitch-id", node.vswitch_id, "--instance-type", topology.instance_type,
             "--socket", str(lab.node_socket(node.name)), "--state-dir", str(lab.node_state_dir(node.name)),
             "--pod-annotations", str(lab.annotations(node.name))]
+
+
+def spawn_daemon(lab: LabDir, topology: Topology, node: NodePlan, url: str) -> int:
+    """Start the node's daemon (detached, logged to <node>/daemon.log) and return its pid."""
+    return _spawn_daemon(lab, topology, node, url)
 
 
 def _spawn_daemon(lab: LabDir, topology: Topology, node: NodePlan, url: str) -> int:
@@ -325,7 +336,8 @@ def status(name: str) -> LabStatus:
         name=name, lab_dir=str(lab.path), mode=topology.mode, instance_type=topology.instance_type,
         emulator=str(ready.get("url", "")), supervisor_pid=state.supervisor_pid, supervisor_running=running,
         nodes=nodes, vswitches=vswitches, namespaces=network.lab_namespaces(name),
-        faults=sorted(state.faults),
+        faults=sorted(state.faults), kube_api=str(ready.get("kube_url", "")) if running else "",
+        kubeconfig=str(lab.kubeconfig) if topology.kube else "",
     )
 
 

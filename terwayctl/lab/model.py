@@ -59,6 +59,8 @@ class LabSpec:
     # nodes whose daemon the lab does not start: it runs elsewhere (e.g. the packaged DaemonSet's
     # container in the node's namespace) and learns its identity from the node's metadata service
     external_daemons: tuple[str, ...] = ()
+    # run a Kubernetes API server for the lab (terwayctl.lab.cluster): the daemons read eni-config there
+    kube: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Topology:
     router_ns: str
     internet_ns: str
     external_daemons: tuple[str, ...] = ()
+    kube: bool = False
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -137,6 +140,7 @@ class Topology:
         values["vswitches"] = tuple(VSwitchPlan(**v) for v in data["vswitches"])
         values["nodes"] = tuple(NodePlan(**n) for n in data["nodes"])
         values["external_daemons"] = tuple(data.get("external_daemons", ()))
+        values["kube"] = bool(data.get("kube", False))
         return Topology(**values)
 
     def scenario(self) -> dict[str, Any]:
@@ -205,7 +209,7 @@ def build_topology(spec: LabSpec) -> Topology:
         vpc_cidr=report.vpc, service_cidr=report.service_cidr, security_group=f"sg-{name}", nat_id=f"ngw-{name}",
         snat_table=f"stb-{name}", nat_eip=NAT_EIP, vswitches=tuple(vswitches), nodes=tuple(nodes),
         eni_conf=dict(spec.eni_conf), router_ns=naming.router_ns(name), internet_ns=naming.internet_ns(name),
-        external_daemons=tuple(sorted(set(spec.external_daemons))),
+        external_daemons=tuple(sorted(set(spec.external_daemons))), kube=spec.kube,
     )
 
 

@@ -5,6 +5,7 @@ the bandwidth capability), run in the node's namespace. `lab exec` runs commands
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import subprocess
@@ -75,11 +76,12 @@ def add(lab_name: str, spec: PodSpec) -> PodRecord:
     with lab.locked() as state:
         if spec.name in state.pods:
             raise InvalidInput(f"pod {spec.name} already exists on {state.pods[spec.name].node}",
-                               hint=f"delete it first: terwayctl lab pod del {spec.name} --name {lab_name}")
+                               hint=f"delete it first: terwayctl lab pod del {spec.name} --lab {lab_name}")
         state.pods[spec.name] = record
         if spec.annotations:
             _set_annotations(lab.annotations(node.name), f"{spec.namespace}/{spec.name}", spec.annotations)
     try:
+        _kube_pod(lab, topology, record)  # --kube: the Pod exists before ADD, as kubelet's would
         netns.create(record.ns)
         with netns.iproute(record.ns) as nl:
             nl.link("set", index=nl.link_lookup(ifname="lo")[0], state="up")
@@ -90,12 +92,29 @@ def add(lab_name: str, spec: PodSpec) -> PodRecord:
         record.ip = str(outcome.result["ips"][0]["address"]).split("/")[0]
     except BaseException:
         netns.delete(record.ns)
+        with contextlib.suppress(Exception):  # the ADD's error is the one to report
+            _kube_pod(lab, topology, record, delete=True)
         with lab.locked() as state:
             state.pods.pop(spec.name, None)
         raise
+    _kube_pod(lab, topology, record)
     with lab.locked() as state:
         state.pods[spec.name] = record
     return record
+
+
+def _kube_pod(lab: LabDir, topology: Topology, record: PodRecord, *, delete: bool = False) -> None:
+    """Mirror a lab pod in the lab's API server (`lab up --kube`): created before ADD, its podIP after,
+    deleted after DEL. The daemons' pod GC releases the IPs of pods missing there."""
+    if not topology.kube:
+        return
+    from terwayctl.lab.control import ask
+
+    if delete:
+        ask(lab.control_socket, "kube_pod_delete", name=record.name, namespace=record.namespace)
+    else:
+        ask(lab.control_socket, "kube_pod_put", name=record.name, namespace=record.namespace, node=record.node,
+            annotations=record.annotations, ip=record.ip)
 
 
 def delete(lab_name: str, name: str) -> PodRecord:
@@ -110,6 +129,7 @@ def delete(lab_name: str, name: str) -> PodRecord:
         raise LabError(f"CNI DEL of {name} failed: {_cni_error(outcome)}",
                        hint="the daemon keeps the IP until DEL succeeds; see 'terwayctl lab status'")
     netns.delete(record.ns)
+    _kube_pod(lab, topology, record, delete=True)
     with lab.locked() as state:
         state.pods.pop(name, None)
     return record
@@ -161,6 +181,22 @@ def _set_annotations(path: Path, key: str, annotations: Mapping[str, str]) -> No
 
 
 # --- exec -----------------------------------------------------------------------------------------
+
+
+def lab_env(lab_name: str) -> dict[str, str]:
+    """`lab env`: what points terwayctl on the host at the lab: the emulator (TERWAYCTL_ENDPOINT), its
+    credentials and region, and, for `lab up --kube`, KUBECONFIG (the API server on 127.0.0.1)."""
+    lab = LabDir(lab_name)
+    topology = lab.topology()
+    url = str(lab.ready().get("url", ""))
+    if not url:
+        raise LabError(f"the supervisor of lab {lab_name} is not serving", hint="'terwayctl lab status'")
+    result = {k: v for k, v in cloud_env(url, topology.region).items()
+              if k.startswith(("TERWAYCTL_", "ALIBABA_CLOUD_")) and k != naming.LAB_DIR_ENV}
+    if topology.kube:
+        result["KUBECONFIG"] = str(lab.kubeconfig)
+    return result
+
 
 
 def exec_command(lab_name: str, target: str, command: Sequence[str]) -> tuple[list[str], dict[str, str]]:

@@ -2,7 +2,7 @@
 pods and faults, changed under an flock by every command), plus per-node directories.
 
     <labs root>/<name>/
-      lab.json  state.json  lock  emulator.sqlite  supervisor.log  supervisor.json  control.sock
+      lab.json  state.json  lock  emulator.sqlite  supervisor.log  supervisor.json  control.sock  kubeconfig
       node1/  bin/terway  conf/10-terway.conflist  eni_conf.json  annotations.json  state/  eni.socket  daemon.log
 """
 
@@ -27,6 +27,7 @@ STATE_FILE = "state.json"
 READY_FILE = "supervisor.json"
 CONTROL_SOCKET = "control.sock"
 EMULATOR_STATE = "emulator.sqlite"
+KUBECONFIG_FILE = "kubeconfig"
 
 
 @dataclass
@@ -96,6 +97,11 @@ class LabDir:
     def emulator_state(self) -> Path:
         return self.path / EMULATOR_STATE
 
+    @property
+    def kubeconfig(self) -> Path:
+        """The kubeconfig of the lab's API server (`lab up --kube`); the same file works in the nodes."""
+        return self.path / KUBECONFIG_FILE
+
     def node_dir(self, node: str) -> Path:
         return self.path / node
 
@@ -163,8 +169,10 @@ class LabDir:
         """The environment of a process in the node: the cloud (through the node's endpoint proxy),
         the daemon socket, and the node identity that ``terwayctl doctor`` (and scripts) read where a
         real node has fixed paths: its instance, eni_conf, CNI conf and bin dirs."""
+        kube = {"KUBECONFIG": str(self.kubeconfig)} if topology.kube else {}
         return {
             **cloud_env(url, topology.region),
+            **kube,
             "TERWAY_DAEMON_SOCKET": str(self.node_socket(node.name)),
             "TERWAYCTL_LAB": self.name,
             "TERWAYCTL_LAB_NODE": node.name,

@@ -36,6 +36,7 @@ from terwayctl.emulator import ECS_VERSION, VPC_VERSION, Emulator, EniInfo, pars
 from terwayctl.emulator.signing import signed_params
 from terwayctl.kernel import netns
 from terwayctl.lab import network
+from terwayctl.lab.cluster import LabCluster
 from terwayctl.lab.control import ControlServer
 from terwayctl.lab.model import (
     ACCESS_KEY_ID,
@@ -45,6 +46,7 @@ from terwayctl.lab.model import (
     WEB_HOST,
     WEB_PORT,
     Topology,
+    gateway_of,
 )
 from terwayctl.lab.state import LabDir
 from terwayctl.lab.vpcsim import VpcRouter
@@ -257,6 +259,7 @@ class Supervisor:
         self._applied: list[network.SnatRule] | None = None
         self._stop = threading.Event()
         self._closers: list[Any] = []
+        self.cluster: LabCluster | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -270,6 +273,8 @@ class Supervisor:
             self._closers.append(EndpointProxy(node.ns, self.emulator.port).stop)
             self._closers.append(MetadataServer(node.ns, self.metadata(node.instance_id)).stop)
         self._closers.append(WebServer(self.topology.internet_ns).stop)
+        if self.topology.kube:
+            self._start_cluster()
         self._closers.append(ControlServer(self.lab.control_socket, {
             "ping": lambda _: {"pid": _pid()},
             "summary": lambda _: self.summary(),
@@ -277,13 +282,55 @@ class Supervisor:
             "snat_create": lambda r: self.snat_create(str(r["vswitch"]), str(r.get("snat_ip") or "")),
             "exhaust": lambda r: self.exhaust(str(r["vswitch"])),
             "unexhaust": lambda r: self.unexhaust(str(r["vswitch"])),
+            "kube_pod_put": lambda r: self._kube().pod_put(r),
+            "kube_pod_delete": lambda r: self._kube().pod_delete(r),
         }).start().stop)
         threading.Thread(target=self._snat_loop, name="lab-snat", daemon=True).start()
-        ready = {"pid": _pid(), "url": self.emulator.url, "port": self.emulator.port}
+        ready: dict[str, Any] = {"pid": _pid(), "url": self.emulator.url, "port": self.emulator.port}
+        if self.cluster is not None:
+            ready["kube_url"] = self.cluster.url
+            ready["kubeconfig"] = str(self.lab.kubeconfig)
         tmp = self.lab.ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(ready))
         tmp.replace(self.lab.ready_file)
         log.info("lab %s serving: emulator %s", self.lab.name, self.emulator.url)
+
+    # --- the Kubernetes API server (lab up --kube) ---------------------------------------------------
+
+    def _start_cluster(self) -> None:
+        """The lab's API server (terwayctl.lab.cluster), reachable on the same 127.0.0.1:<port> in every node."""
+        cluster = LabCluster(self.topology, self.lab.kubeconfig, daemon_ready=self._daemon_ready,
+                             restart=self._restart_daemon).start()
+        self.cluster = cluster
+        self._closers.append(cluster.stop)
+        for node in self.topology.nodes:
+            self._closers.append(EndpointProxy(node.ns, cluster.server.port).stop)
+        log.info("lab %s: Kubernetes API server %s (kubeconfig %s)", self.lab.name, cluster.url, self.lab.kubeconfig)
+
+    def _kube(self) -> LabCluster:
+        if self.cluster is None:
+            raise InvalidInput(f"lab {self.lab.name} has no API server", hint="bring it up with 'lab up --kube'")
+        return self.cluster
+
+    def _daemon_ready(self, node: str) -> bool:
+        from terwayctl.node.client import DaemonUnavailable, ask_status
+
+        try:
+            return bool(ask_status(self.lab.node_socket(node), timeout=2).get("ready"))
+        except DaemonUnavailable:
+            return False
+
+    def _restart_daemon(self, node_name: str) -> None:
+        """What kubelet does when a terway pod is replaced: stop the node's daemon, start a new one."""
+        from terwayctl.lab import lifecycle, procs
+
+        node = self.topology.node(node_name)
+        old = self.lab.read_state().daemon_pids.get(node_name, 0)
+        procs.stop(old, lifecycle.daemon_marker(self.lab))
+        pid = lifecycle.spawn_daemon(self.lab, self.topology, node, self.emulator.url)
+        with self.lab.locked() as state:
+            state.daemon_pids[node_name] = pid
+        log.info("restarted the daemon of %s: pid %d (was %d)", node_name, pid, old)
 
     def wait(self) -> None:
         while not self._stop.wait(0.5):
@@ -404,9 +451,12 @@ class Supervisor:
         topo = self.topology
         vsws = self.api.call("DescribeVSwitches", VpcId=topo.vpc_id, PageSize="50")["VSwitches"]["VSwitch"]
         snat = {e["SourceVSwitchId"] or e["SourceCIDR"] for e in self._entries()}
+        planned = {v.id: v for v in topo.vswitches}
+        # a vSwitch created after `up` (CreateVSwitch: `vswitch add --create`) serves pods
         vswitches = [{
             "vswitch_id": v["VSwitchId"], "zone": v["ZoneId"], "cidr": v["CidrBlock"],
-            "role": topo.vswitch(v["VSwitchId"]).role, "gateway": topo.vswitch(v["VSwitchId"]).gateway,
+            "role": planned[v["VSwitchId"]].role if v["VSwitchId"] in planned else "pod",
+            "gateway": gateway_of(v["CidrBlock"]),
             "free_ips": v["AvailableIpAddressCount"], "snat": v["VSwitchId"] in snat or v["CidrBlock"] in snat,
         } for v in vsws]
         enis: dict[str, list[dict[str, Any]]] = {}

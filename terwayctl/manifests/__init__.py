@@ -10,6 +10,7 @@ from terwayctl.manifests.render import (
     object_file_name,
     render_files,
     render_objects,
+    render_warnings,
     render_yaml,
 )
 from terwayctl.manifests.values import (
@@ -37,6 +38,7 @@ __all__ = [
     "object_file_name",
     "render_files",
     "render_objects",
+    "render_warnings",
     "render_yaml",
     "values_from_mapping",
 ]

@@ -34,6 +34,8 @@ IMAGE_PATHS = {
     "shim": "/usr/local/libexec/terwayctl/terway",
     "plugins": "/usr/lib/cni",
 }
+DEVICE_PLUGIN_PATH = "/var/lib/kubelet/device-plugins"
+"""kubelet's device-plugin directory: the daemon registers aliyun/eni there (exclusive ENI mode)."""
 LABELS = {"app.kubernetes.io/name": "terway", "app.kubernetes.io/managed-by": "terwayctl"}
 TEMPLATES = (
     "01-serviceaccount.yaml.j2",
@@ -42,6 +44,68 @@ TEMPLATES = (
     "04-configmap.yaml.j2",
     "05-daemonset.yaml.j2",
 )
+# NetworkPolicy (values.network_policy): Cilium in CNI chaining mode `terway-chainer` beside the
+# daemon, as upstream Terway's chart and terway-cli (AliyunContainerService/terway @89aadf8:
+# charts/terway/templates/terwayd/{daemonset,clusterrole}.yaml, cmd/terway-cli/{cni,policy}.go).
+POLICY_TEMPLATES = ("policy-clusterrole.yaml.j2", "policy-clusterrolebinding.yaml.j2")
+POLICY_CRD_TEMPLATE = "policy-crd.yaml.j2"
+POLICY_NAME = "terway-policy"
+POLICY_CHAIN_NAME = "terway-chainer"
+"""The conflist's network name with policy: cilium-cni picks its chainer by the network name."""
+POLICY_HEALTH_PORT = 9099
+POLICY_CNI = {"type": "cilium-cni", "enable-debug": False, "log-file": "/var/run/cilium/cilium-cni.log",
+              "data-path": "veth"}
+"""The entry upstream's `terway-cli cni` appends after terway (mergeConfigList)."""
+# The CustomResourceDefinitions the chart ships (kind, scope), group crd.projectcalico.org, v1.
+POLICY_CRDS = (
+    ("FelixConfiguration", "Cluster"),
+    ("BGPConfiguration", "Cluster"),
+    ("IPPool", "Cluster"),
+    ("HostEndpoint", "Cluster"),
+    ("ClusterInformation", "Cluster"),
+    ("GlobalNetworkPolicy", "Cluster"),
+    ("GlobalNetworkSet", "Cluster"),
+    ("NetworkPolicy", "Namespaced"),
+)
+POLICY_CRD_GROUP = "crd.projectcalico.org"
+# cilium-agent's flags as upstream's `terway-cli policy` (runCilium) passes them for the veth
+# datapath with NetworkPolicy on.
+POLICY_AGENT_ARGS = (
+    "--routing-mode=native",
+    "--cni-chaining-mode=terway-chainer",
+    "--enable-ipv4-masquerade=false",
+    "--enable-ipv6-masquerade=false",
+    "--disable-envoy-version-check=true",
+    "--local-router-ipv4=169.254.10.1",
+    "--local-router-ipv6=fe80:2400:3200:baba::1",
+    "--enable-local-node-route=false",
+    "--enable-endpoint-health-checking=false",
+    "--enable-health-checking=false",
+    "--enable-service-topology=true",
+    "--k8s-heartbeat-timeout=0",
+    "--enable-session-affinity=true",
+    "--install-iptables-rules=true",
+    "--enable-l7-proxy=false",
+    "--ipam=delegated-plugin",
+    "--enable-bandwidth-manager=true",
+    f"--agent-health-port={POLICY_HEALTH_PORT}",
+    "--enable-tcx=false",
+    "--enable-l2-announcements=false",
+    "--enable-dynamic-config=false",
+    "--enable-bgp-control-plane=false",
+    "--enable-policy=default",
+    "--enable-endpoint-routes=true",
+    "--enable-l2-neigh-discovery=false",
+    "--terway-host-stack-cidr=169.254.20.10/32",
+)
+POLICY_PATHS = {
+    "bpf": "/sys/fs/bpf",
+    "cilium_run": "/var/run/cilium",
+    "lib_modules": "/lib/modules",
+    "xtables_lock": "/run/xtables.lock",
+    "policy_cni": "/policy-cni",
+    "cilium_cni_in_image": "/usr/bin/cilium-cni",
+}
 
 
 def eni_conf(values: Values) -> dict[str, Any]:
@@ -80,6 +144,10 @@ def conflist(values: Values) -> dict[str, Any]:
     plugins: list[dict[str, Any]] = [terway]
     if values.host_port:
         plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
+    if values.network_policy:
+        # NetworkPolicy: cilium-cni last, under the chainer's network name (upstream mergeConfigList).
+        plugins.append(dict(POLICY_CNI))
+        return {"cniVersion": CNI_VERSION, "name": POLICY_CHAIN_NAME, "plugins": plugins}
     return {"cniVersion": CNI_VERSION, "name": CNI_NETWORK_NAME, "plugins": plugins}
 
 
@@ -90,13 +158,26 @@ def render_objects(values: Values) -> list[dict[str, Any]]:
     environment = _environment()
     context = _context(values)
     objects: list[dict[str, Any]] = []
-    for name in TEMPLATES:
-        text = environment.get_template(name).render(context)
+    jobs: list[tuple[str, dict[str, Any]]] = [(name, context) for name in TEMPLATES]
+    if values.network_policy:
+        # The policy RBAC and CRDs go before the ConfigMap and the DaemonSet that need them.
+        policy = [(name, context) for name in POLICY_TEMPLATES]
+        policy += [(POLICY_CRD_TEMPLATE, {**context, "crd": _crd(kind, scope)}) for kind, scope in POLICY_CRDS]
+        jobs[3:3] = policy
+    for name, job_context in jobs:
+        text = environment.get_template(name).render(job_context)
         document = yaml.safe_load(text)
         if not isinstance(document, dict):  # pragma: no cover - a broken template, caught by the tests
             raise RuntimeError(f"template {name} did not render one object")
         objects.append(document)
     return objects
+
+
+def _crd(kind: str, scope: str) -> dict[str, str]:
+    singular = kind.lower()
+    plural = singular[:-1] + "ies" if singular.endswith("y") else singular + "s"
+    return {"kind": kind, "scope": scope, "plural": plural, "singular": singular,
+            "name": f"{plural}.{POLICY_CRD_GROUP}", "group": POLICY_CRD_GROUP}
 
 
 def render_yaml(values: Values) -> str:
@@ -159,4 +240,15 @@ def _context(values: Values) -> dict[str, Any]:
         "conflist": json.dumps(conflist(values), indent=2) + "\n",
         "paths": HOST_PATHS,
         "image_paths": IMAGE_PATHS,
+        "device_plugin_path": DEVICE_PLUGIN_PATH,
+        "policy": {"name": POLICY_NAME, "paths": POLICY_PATHS, "args": list(POLICY_AGENT_ARGS),
+                   "health_port": POLICY_HEALTH_PORT, "chaining_mode": POLICY_CHAIN_NAME},
     }
+
+
+def render_warnings(values: Values) -> list[str]:
+    """What `render` and `apply` say on stderr (one `warning:` line each) about these values."""
+    if values.network_policy:
+        return []
+    return ["network_policy is off: NetworkPolicy objects will not be enforced (no policy engine runs); "
+            "--set network_policy=true adds the Cilium policy container (docs/render.md)"]

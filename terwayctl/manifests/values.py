@@ -26,6 +26,8 @@ from terwayctl.core.errors import InvalidInput
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/terwayctl/terwayctl"
 DEFAULT_IMAGE = f"{DEFAULT_IMAGE_REPOSITORY}:v{__version__}"
+DEFAULT_POLICY_IMAGE = "registry-cn-hangzhou.ack.aliyuncs.com/acs/terway:v1.16.7"
+"""Upstream Terway's image (charts/terway/values.yaml @89aadf8): it ships cilium-agent and cilium-cni."""
 MODES = ("eniip", "eni")
 IP_STACKS = ("ipv4",)
 """The node daemon allocates and routes IPv4 only: `dual` (and anything else) is refused."""
@@ -79,7 +81,9 @@ class Values:
     ip_stack: str = "ipv4"
     pool: PoolValues = field(default_factory=PoolValues)
     enable_eni_trunking: bool = False
-    network_policy: bool = True
+    network_policy: bool = False
+    """Upstream's chart default (enableNetworkPolicy: false): on adds the Cilium policy container."""
+    policy_image: str = DEFAULT_POLICY_IMAGE
     host_port: bool = False
     bandwidth: bool = False
     credentials_secret: str | None = None
@@ -218,7 +222,8 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "pool.min_size": (_int, "min_pool_size: idle pod IPs kept at least per node"),
     "pool.sync_period": (_optional_text, "ip_pool_sync_period, a Go duration such as 30s or 5m"),
     "enable_eni_trunking": (_bool, "false only: true is refused (the node daemon has no trunk ENI)"),
-    "network_policy": (_bool, "network policy support (disable_network_policy is its inverse)"),
+    "network_policy": (_bool, "enforce NetworkPolicy: the Cilium policy container in terway-chainer mode (disable_network_policy is its inverse)"),
+    "policy_image": (_text, "image of the policy container and its init container (cilium-agent, cilium-cni), repository:tag"),
     "host_port": (_bool, "hostPort support: chain the portmap plugin, symmetric routing"),
     "bandwidth": (_bool, "the terway plugin shapes pods (bandwidth capability: kubernetes.io/ingress-bandwidth, egress-bandwidth)"),
     "credentials.secret": (_optional_text, "name of a Secret with keys access_key and access_secret"),
@@ -262,6 +267,7 @@ def _defaults() -> dict[str, Any]:
         "pool.sync_period": base.pool.sync_period,
         "enable_eni_trunking": base.enable_eni_trunking,
         "network_policy": base.network_policy,
+        "policy_image": base.policy_image,
         "host_port": base.host_port,
         "bandwidth": base.bandwidth,
         "credentials.secret": base.credentials_secret,
@@ -519,7 +525,8 @@ def _build(given: Mapping[str, Any], origin: Mapping[str, str], problems: list[P
         ip_stack=ip_stack,
         pool=pool,
         enable_eni_trunking=trunking,
-        network_policy=c.get("network_policy", True),
+        network_policy=c.get("network_policy", False),
+        policy_image=_check_image(c, c.get("policy_image", DEFAULT_POLICY_IMAGE), "policy_image"),
         host_port=c.get("host_port", False),
         bandwidth=c.get("bandwidth", False),
         credentials_secret=secret,
@@ -531,12 +538,12 @@ def _build(given: Mapping[str, Any], origin: Mapping[str, str], problems: list[P
     return values
 
 
-def _check_image(c: _Checker, image: str) -> str:
+def _check_image(c: _Checker, image: str, key: str = "image") -> str:
     match = _IMAGE.fullmatch(image)
     if not match:
-        c.fail("image", f"{image!r} is not an image reference", "write repository:tag, e.g. registry.example.com/terwayctl:v0.1.0")
+        c.fail(key, f"{image!r} is not an image reference", "write repository:tag, e.g. registry.example.com/terwayctl:v0.1.0")
     elif not match["tag"] and not match["digest"]:
-        c.fail("image", f"{image!r} has no tag", f"pin a version: {image}:v{__version__}")
+        c.fail(key, f"{image!r} has no tag", f"pin a version: {image}:v{__version__}")
     return image
 
 

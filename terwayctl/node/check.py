@@ -21,6 +21,7 @@ from terwayctl.kernel import netns
 from terwayctl.kernel.datapath import DatapathMode, inspect_node
 from terwayctl.node.cloudapi import EniCloud
 from terwayctl.node.config import ENI_CREATOR_TAG, PoolMode
+from terwayctl.node.hostroutes import META_KEY as HOST_ROUTES_KEY
 from terwayctl.node.reconcile import attached_enis, pod_ips_of
 from terwayctl.node.store import EniRecord, Intent, IpRecord, Store
 
@@ -163,6 +164,8 @@ def check(store_path: Path, node_ns: str, cloud: EniCloud, instance_id: str, mod
         for veth in state.veths:
             if not veth.pod_ips and veth.name not in {r.host_ifname for r in allocated.values()}:
                 found.append(Mismatch("kernel-leftover", veth.name, "a pod veth without a route or allocation"))
+    if netns.exists(node_ns):
+        found += _exclusive_mismatches(store_path, node_ns, allocated, leftovers=mode is PoolMode.ENI)
     found = [m if m.repair else Mismatch(m.kind, m.subject, m.detail, REPAIRS.get(m.kind, "")) for m in found]
     in_flight = [f"{i.action} {i.eni_id or '-'} (pid {i.pid})" for i in after.intents]
     when = ""
@@ -171,6 +174,33 @@ def check(store_path: Path, node_ns: str, cloud: EniCloud, instance_id: str, mod
         when = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))} (in {max(0.0, at - time.time()):.0f}s)"
     return CheckReport(enis=len(enis), ips=len(records), allocations=len(allocated), mismatches=found,
                        in_flight=in_flight, next_repair=when)
+
+
+def _exclusive_mismatches(store_path: Path, node_ns: str, allocated: dict[str, IpRecord], *,
+                          leftovers: bool) -> list[Mismatch]:
+    """Exclusive-ENI allocations: each pod's veth to the node for services (when the daemon builds
+    them: its store says which CIDRs it routes through them); in eni mode (`leftovers`) also no
+    such veth without an allocation."""
+    with Store(store_path, readonly=True) as store:
+        try:
+            routes = store.meta(HOST_ROUTES_KEY) or ""
+        except Exception:  # noqa: BLE001 - the store of an older daemon
+            routes = ""
+    state = inspect_node(node_ns)
+    routed = {str(ip): v.name for v in state.veths for ip in v.pod_ips}
+    found: list[Mismatch] = []
+    for ip, record in sorted(allocated.items()):
+        owner = record.owner
+        assert owner is not None
+        if record.mode != DatapathMode.EXCLUSIVE_ENI.value:
+            continue
+        if routes and ip not in routed:
+            found.append(Mismatch("allocation-without-veth", ip,
+                                  f"{owner.pod_namespace}/{owner.pod_name} ({owner.container_id[:12]}): no veth "
+                                  f"to the node routes it (services {routes})"))
+    for ip in sorted(set(routed) - set(allocated) if leftovers else ()):
+        found.append(Mismatch("kernel-leftover", ip, f"{routed[ip]}: no allocation holds this IP"))
+    return found
 
 
 def request_repair(store_path: Path, timeout: float, clock: float | None = None) -> float:

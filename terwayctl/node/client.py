@@ -36,7 +36,7 @@ def ask_status(socket_path: Path, timeout: float = 5.0) -> dict[str, Any]:
     except (OSError, TimeoutError, protocol.ProtocolError) as exc:
         raise DaemonUnavailable(
             f"cannot ask the daemon at {socket_path}: {exc}",
-            hint="is 'terwayctl daemon' running? pass its --socket before 'status'",
+            hint="is 'terwayctl daemon' running? pass its socket: 'daemon status --socket PATH'",
         ) from None
     if reply.error is not None:
         raise DaemonUnavailable(f"the daemon answered {reply.error.code}: {reply.error.msg}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from terwayctl.core.eniconf import EniCaps, eni_caps_from_conf, parse_eni_conf_text
 from terwayctl.core.errors import InvalidInput
+from terwayctl.node.hostroutes import service_cidrs
 
 DEFAULT_SOCKET = Path("/var/run/eni/eni.socket")
 DEFAULT_STATE_DIR = Path("/var/lib/cni/terway")
@@ -92,6 +93,8 @@ class PoolSettings:
     security_groups: tuple[str, ...] = ()
     eni_tags: Mapping[str, str] = field(default_factory=dict)
     caps: EniCaps = field(default_factory=EniCaps)
+    service_cidrs: tuple[str, ...] = ()
+    """eni_conf service_cidr (IPv4): routed through a veth to the node from exclusive-ENI pods"""
 
     def vswitches_for(self, zone: str, fallback: str = "") -> tuple[str, ...]:
         chosen = tuple(self.vswitches.get(zone, ()))
@@ -201,6 +204,7 @@ def pool_settings(conf: Mapping[str, Any], origin: str = "eni_conf") -> PoolSett
         security_groups=tuple(groups),
         eni_tags={str(k): str(v) for k, v in tags.items()},
         caps=eni_caps_from_conf(conf, origin),
+        service_cidrs=service_cidrs(conf.get("service_cidr"), origin),
     )
 
 

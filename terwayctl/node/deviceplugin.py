@@ -20,6 +20,7 @@ server on a fresh socket and registers again (upstream watches its own socket on
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -172,8 +173,7 @@ class EniDevicePlugin:
         yield self._devices()
         while not self._stop.is_set() and context.is_active() and generation == self._generation:
             with self._changed:
-                self._changed.wait_for(lambda: self._count != sent or self._stop.is_set()
-                                       or generation != self._generation, timeout=1.0)
+                self._changed.wait_for(functools.partial(self._moved, sent, generation), timeout=1.0)
                 current = self._count
             if self._stop.is_set() or generation != self._generation:
                 return
@@ -181,6 +181,10 @@ class EniDevicePlugin:
                 sent = current
                 log.info("device plugin %s: %d devices", self.resource, current)
                 yield self._devices()
+
+    def _moved(self, sent: int, generation: int) -> bool:
+        """A stream has something to do: the count changed, the plugin stops or serves anew."""
+        return self._count != sent or self._stop.is_set() or generation != self._generation
 
     def _preferred(self, request: Any, context: Any) -> Any:
         """Any ENI does: the first ones of the available list (kubelet calls this only when asked to)."""
@@ -278,3 +282,32 @@ class EniDevicePlugin:
             self._registered = False
         elif not self._registered or inode != self._kubelet_inode:
             self._try_register()
+
+
+def start_for_daemon(daemon: Any, directory: Path) -> EniDevicePlugin | None:
+    """The `aliyun/eni` plugin of a started exclusive-ENI daemon, or None (eniip mode, no kubelet dir).
+
+    Upstream registers the ENI resources only in exclusive-ENI (and trunk) mode: in eniip mode pods
+    share ENIs and the node's limit is kubelet's max-pods. The count is the pool's ENI limit, so an
+    EniPerInstanceLimitExceeded that lowers it is advertised within a tick.
+    """
+    from terwayctl.node.config import PoolMode
+
+    if daemon.config.mode is not PoolMode.ENI:
+        return None
+    if not directory.is_dir():
+        log.info("device plugin %s off: %s does not exist (no kubelet on this host?)", ENI_RESOURCE, directory)
+        return None
+
+    def capacity() -> int:
+        pool = daemon.pool
+        return int(pool.max_enis) if pool is not None else 0
+
+    plugin = EniDevicePlugin(capacity, directory=directory)
+    try:
+        return plugin.start()
+    except (OSError, RuntimeError) as exc:  # grpc raises RuntimeError when it cannot bind the socket
+        # The CNI side works without it; the scheduler then does not know the ENI limit (doctor says so).
+        log.error("device plugin %s not started: %s", ENI_RESOURCE, exc)
+        plugin.stop()
+        return None

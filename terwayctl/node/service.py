@@ -45,6 +45,7 @@ from terwayctl.kernel.datapath import (
     PodNetwork,
     Reported,
     SymmetricRouting,
+    host_veth_name,
 )
 from terwayctl.kube.errors import KubeError, KubeNotFound
 from terwayctl.node.cloudapi import EniCloud
@@ -55,6 +56,8 @@ from terwayctl.node.cluster import (
     stale_allocations,
 )
 from terwayctl.node.config import DaemonConfig, DatapathChoice, PoolMode, choose_datapath
+from terwayctl.node.hostroutes import META_KEY as HOST_ROUTES_KEY
+from terwayctl.node.hostroutes import exclusive_host_routes
 from terwayctl.node.metrics import Metrics
 from terwayctl.node.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
 from terwayctl.node.reconcile import Repairs, reconcile, resync, spec_for_teardown, teardown_record
@@ -216,6 +219,9 @@ class Daemon:
         self._vswitches: dict[str, VSwitchInfo] = {}
         self.datapath_choice: DatapathChoice | None = None
         """the datapath mode of this daemon's pods and why (chosen once, at start)"""
+        self.host_routes: tuple[ipaddress.IPv4Network, ...] = ()
+        """eni mode: what pods reach through their veth to the node (node/hostroutes.py)"""
+        self.node_ip: ipaddress.IPv4Address | None = None
         self.metrics.gauges = self._gauges
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -232,6 +238,10 @@ class Daemon:
             limits = self._limits()
             groups = self._security_groups()
             self._vswitch_infos(config.pool.vswitches_for(config.identity.zone_id, config.identity.vswitch_id))
+            if config.mode is PoolMode.ENI:
+                self.host_routes, self.node_ip = exclusive_host_routes(
+                    self.cloud, config.identity.instance_id, config.pool.service_cidrs)
+            self.store.set_meta(HOST_ROUTES_KEY, ",".join(map(str, self.host_routes)))
             enis, allocated, self.repairs = reconcile(
                 config, self.cloud, self.store, self._vswitch_infos, limits.ip_limit
             )
@@ -464,11 +474,19 @@ class Daemon:
     def _spec(self, ip: str, eni: Eni, pod: PodRequest, mode: DatapathMode) -> PodNetwork:
         network = ipaddress.IPv4Network(eni.record.cidr)
         name = pod.owner.pod_name or pod.owner.container_id
-        return PodNetwork.for_pod(
+        spec = PodNetwork.for_pod(
             pod.owner.pod_namespace, name, pod_ip=ip, prefix=network.prefixlen, gateway=eni.record.gateway,
             eni_ifname=eni.ifname, ifname=pod.owner.ifname, mtu=self.config.mtu, mode=mode,
             bandwidth=pod.bandwidth,
         )
+        return self._with_service_veth(spec, pod.owner)
+
+    def _with_service_veth(self, spec: PodNetwork, owner: Owner) -> PodNetwork:
+        """An exclusive-ENI spec with the veth to the node for services (docs/datapath.md)."""
+        if spec.mode is not DatapathMode.EXCLUSIVE_ENI or not self.host_routes:
+            return spec
+        veth = host_veth_name(owner.pod_namespace, owner.pod_name or owner.container_id, owner.ifname or "eth0")
+        return dataclasses.replace(spec, host_routes=self.host_routes, service_veth=veth, host_src=self.node_ip)
 
     def _choose_datapath(self) -> DatapathChoice:
         """eni mode: exclusive-eni; eniip: eni_conf eniip_virtual_type, ipvlan only where the kernel
@@ -534,6 +552,9 @@ class Daemon:
                               eni_ifname=eni.ifname, host_ifname=eni.ifname, mode=spec.mode)
         owner = record.owner
         assert owner is not None
+        if spec.mode is DatapathMode.EXCLUSIVE_ENI:  # its name, whether or not routes are configured now
+            veth = host_veth_name(owner.pod_namespace, owner.pod_name or owner.container_id, owner.ifname or "eth0")
+            spec = dataclasses.replace(spec, service_veth=veth)
         pod_ns = owner.netns if owner.netns and netns.exists(owner.netns) else None
         assert self.datapath is not None
         self.datapath.teardown_pod(pod_ns, owner.ifname or "eth0", spec)
@@ -681,6 +702,8 @@ class Daemon:
             "datapath": {
                 "mode": self.datapath_choice.mode if self.datapath_choice else "",
                 "reason": self.datapath_choice.reason if self.datapath_choice else "not started",
+                "fallback": self.datapath_choice.fallback if self.datapath_choice else False,
+                "exclusive_host_routes": [str(r) for r in self.host_routes],
             },
             "instance_id": self.config.identity.instance_id,
             "zone_id": self.config.identity.zone_id,

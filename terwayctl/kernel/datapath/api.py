@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from terwayctl.kernel import netns
-from terwayctl.kernel.datapath import check, conntrack, exclusive, hostport, ipvlan, veth
+from terwayctl.kernel.datapath import check, conntrack, exclusive, hostport, ipvlan, svcveth, veth
 from terwayctl.kernel.datapath.conn import NodeConn
 from terwayctl.kernel.datapath.model import DatapathError, DatapathMode, PodAttachment, PodNetwork
 from terwayctl.kernel.netns import Namespace
@@ -66,7 +66,9 @@ def _teardown(conn: NodeConn | None, pod_netns: Namespace | None, ifname: str, s
     pod = pod_netns if pod_netns is not None and netns.exists(pod_netns) else None
     if spec.mode is DatapathMode.EXCLUSIVE_ENI:
         if conn is not None:
-            exclusive.teardown(conn.ns, pod, ifname, spec)
+            exclusive.teardown(conn, pod, ifname, spec)
+        else:
+            svcveth.teardown(None, pod, spec)
         return
     if spec.mode is DatapathMode.IPVLAN:
         ipvlan.teardown(conn.ns if conn else "", pod, ifname, spec)

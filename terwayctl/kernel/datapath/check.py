@@ -7,7 +7,9 @@ sentence each; an empty list means the pod is intact. What it compares, per mode
   pod's address (/32 in veth and ipvlan mode, /prefix with an exclusive ENI), every route of the
   result in the pod's main table, the egress tbf (rate) when the pod is shaped;
 - veth mode, on the node: the host veth with the reported MAC, the peer of the pod link,
-  ``<podIP> dev <host veth>`` in main, the 512/2048 rules to the ENI table, the ingress tbf.
+  ``<podIP> dev <host veth>`` in main, the 512/2048 rules to the ENI table, the ingress tbf;
+- exclusive ENI with a service veth (svcveth.py): both ends present and up, peers, the pod's
+  routes via 169.254.1.1 dev veth1, ``<podIP> dev <host side>`` in the node's main table.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ipaddress import IPv4Network
 
 from terwayctl.core.bandwidth import tbf_parameters
 from terwayctl.kernel import netns
-from terwayctl.kernel.datapath import policy
+from terwayctl.kernel.datapath import policy, svcveth
 from terwayctl.kernel.datapath._links import IFF_UP, link_get, link_index, link_kind, link_mac
 from terwayctl.kernel.datapath.conn import NodeConn
 from terwayctl.kernel.datapath.model import (
@@ -142,6 +144,8 @@ def check_on(conn: NodeConn, pod_netns: Namespace, ifname: str, spec: PodNetwork
         return [f"pod network namespace {pod_netns} does not exist"]
     with netns.iproute(pod_netns) as pn:
         problems, pod_link = _pod_side(pn, ifname, spec, reported)
+        if spec.mode is DatapathMode.EXCLUSIVE_ENI:
+            problems += svcveth.check(conn, pn, spec)
     if spec.mode is DatapathMode.VETH:
         problems += _node_side(conn, pod_link, spec, reported)
     return problems

@@ -2,6 +2,7 @@
 into the pod namespace, is renamed to CNI_IFNAME and gets <podIP>/<prefix> and
 ``default via <vSwitch gateway> dev eth0 onlink``. Teardown renames it back and returns it to the
 node namespace. Moving a link flushes its addresses and routes, so the node side starts clean.
+With `PodNetwork.host_routes` the pod also gets a veth to the node for services (svcveth.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 from terwayctl.kernel import netns
+from terwayctl.kernel.datapath import svcveth
 from terwayctl.kernel.datapath._links import link_index, set_up
 from terwayctl.kernel.datapath._podside import configure_pod_link
 from terwayctl.kernel.datapath.conn import NodeConn
@@ -59,10 +61,13 @@ def setup(
     lo = link_index(pn, "lo")
     if lo is not None:
         set_up(pn, lo)
-    # no host veth here: only egress (on the pod side) can be shaped
-    return configure_pod_link(pn, pod, ifname, pod_link, spec, spec.prefix, DatapathMode.EXCLUSIVE_ENI)
+    # no host veth to shape: only egress (on the pod side) can be shaped
+    attachment = configure_pod_link(pn, pod, ifname, pod_link, spec, spec.prefix, DatapathMode.EXCLUSIVE_ENI)
+    svcveth.setup(stack, conn, pod, pn, ifname, spec)  # services and the node through a veth (when asked)
+    return attachment
 
 
-def teardown(node: Namespace, pod: Namespace | None, ifname: str, spec: PodNetwork) -> None:
+def teardown(conn: NodeConn, pod: Namespace | None, ifname: str, spec: PodNetwork) -> None:
+    svcveth.teardown(conn, pod, spec)
     if pod is not None:
-        move_back(node, pod, ifname, spec.eni_ifname)
+        move_back(conn.ns, pod, ifname, spec.eni_ifname)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from terwayctl.core.bandwidth import PodBandwidth
 from terwayctl.core.errors import InvalidInput, TerwayctlError
@@ -72,6 +72,14 @@ class PodNetwork:
     eni_table: int | None = None
     mode: DatapathMode = DatapathMode.VETH
     bandwidth: PodBandwidth = field(default_factory=PodBandwidth)
+    host_routes: tuple[IPv4Network, ...] = ()
+    """exclusive ENI: what the pod reaches through a veth to the node (the service CIDR, the node's
+    own IP) rather than through its ENI; empty: no such veth (kernel/datapath/svcveth.py)"""
+    service_veth: str | None = None
+    """exclusive ENI: the node-side name of that veth (``cali`` + hash, as a veth pod's)"""
+    host_src: IPv4Address | None = None
+    """exclusive ENI: the preferred source of the node's route to the pod through that veth (the
+    node's IP; without it the kernel may pick any address of the node, e.g. one on lo)"""
 
     def __post_init__(self) -> None:
         if not 0 < self.prefix <= 32:
@@ -80,6 +88,8 @@ class PodNetwork:
             raise InvalidInput(f"invalid MTU {self.mtu}")
         _check_ifname("ENI interface name", self.eni_ifname)
         _check_ifname("host interface name", self.host_ifname)
+        if self.service_veth is not None:
+            _check_ifname("service veth name", self.service_veth)
 
     @classmethod
     def for_pod(

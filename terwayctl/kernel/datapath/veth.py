@@ -74,6 +74,10 @@ def _ensure_pair(
     return host, pod_link, True
 
 
+ensure_pair = _ensure_pair
+"""(also the service veth of an exclusive-ENI pod, kernel/datapath/svcveth.py)"""
+
+
 def setup(
     stack: contextlib.ExitStack, conn: NodeConn, pod: Namespace, pn: Netlink, ifname: str, spec: PodNetwork
 ) -> PodAttachment:

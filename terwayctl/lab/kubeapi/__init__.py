@@ -6,7 +6,7 @@ the four PATCH types, server-side apply with managedFields, dryRun=All, and a Da
 that tests drive (see `DaemonSetController`).
 """
 
-from tests.kubeapi.server import DaemonSetController, KubeApiServer
-from tests.kubeapi.store import ApiError, Store
+from terwayctl.lab.kubeapi.server import DaemonSetController, KubeApiServer
+from terwayctl.lab.kubeapi.store import ApiError, Store
 
 __all__ = ["ApiError", "DaemonSetController", "KubeApiServer", "Store"]

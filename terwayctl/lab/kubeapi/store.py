@@ -12,12 +12,13 @@ from typing import Any
 
 import yaml
 
-from tests.kubeapi import patching
-from tests.kubeapi.patching import MISSING, PatchError, Path
-from tests.kubeapi.resources import ResourceType
+from terwayctl.lab.kubeapi import patching
+from terwayctl.lab.kubeapi.patching import MISSING, PatchError, Path
+from terwayctl.lab.kubeapi.resources import ResourceType
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (group/plural, namespace, name)
+PathSet = set[Path]  # named here: inside _Managers, `set` is its method
 
 
 class ApiError(Exception):
@@ -78,13 +79,13 @@ class _Managers:
                 entry.get("apiVersion", ""), entry.get("time", ""), paths]
         return cls(entries)
 
-    def set(self, key: tuple[str, str], api_version: str, paths: set[Path], now: str) -> None:
+    def set(self, key: tuple[str, str], api_version: str, paths: PathSet, now: str) -> None:
         old = self.entries.get(key)
         if old is not None and old[2] == paths:
             return
         self.entries[key] = [api_version, now, paths]
 
-    def drop(self, paths: set[Path], keep: tuple[str, str] | None = None) -> None:
+    def drop(self, paths: PathSet, keep: tuple[str, str] | None = None) -> None:
         for key, entry in self.entries.items():
             if key != keep:
                 entry[2] = {p for p in entry[2] if not any(patching.overlaps(p, q) for q in paths)}

@@ -39,6 +39,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "events", "Event", True, ("ev",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",)),
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status",)),
+    ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",)),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
@@ -53,6 +54,14 @@ def find(group: str, version: str, plural: str) -> ResourceType | None:
         if (rt.group, rt.version, rt.plural) == (group, version, plural):
             return rt
     return None
+
+
+def require(group: str, version: str, plural: str) -> ResourceType:
+    """`find` for a resource the server always serves."""
+    rt = find(group, version, plural)
+    if rt is None:
+        raise KeyError(f"{group}/{version}/{plural}")
+    return rt
 
 
 def by_kind(api_version: str, kind: str) -> ResourceType | None:

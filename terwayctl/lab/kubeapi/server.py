@@ -16,15 +16,14 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from terwayctl.emulator.httpserver import ClosingHTTPServer
-from tests.kubeapi import resources
-from tests.kubeapi.resources import ResourceType
-from tests.kubeapi.store import ApiError, Obj, Store, bad_request
+from terwayctl.lab.kubeapi import resources
+from terwayctl.lab.kubeapi.resources import ResourceType
+from terwayctl.lab.kubeapi.store import ApiError, Obj, Store, bad_request
 
-CORE_NODES = resources.find("", "v1", "nodes")
-CORE_PODS = resources.find("", "v1", "pods")
-APPS_DAEMONSETS = resources.find("apps", "v1", "daemonsets")
-CORE_NAMESPACES = resources.find("", "v1", "namespaces")
-assert CORE_NODES and CORE_PODS and APPS_DAEMONSETS and CORE_NAMESPACES
+CORE_NODES = resources.require("", "v1", "nodes")
+CORE_PODS = resources.require("", "v1", "pods")
+APPS_DAEMONSETS = resources.require("apps", "v1", "daemonsets")
+CORE_NAMESPACES = resources.require("", "v1", "namespaces")
 
 
 @dataclass
