@@ -5,7 +5,7 @@ namespace is already gone. Root; skipped otherwise (tests/fixtures/netns.py)."""
 from __future__ import annotations
 
 import dataclasses
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
@@ -25,6 +25,8 @@ def test_service_veth_is_built_checked_and_removed(datapath_world: World) -> Non
     pod = w.pod()
     spec = dataclasses.replace(_spec(), host_routes=(SERVICE, NODE_IP), service_veth=VETH,
                                host_src=NODE_IP.network_address)
+    with nsmod.iproute(w.node) as nl:  # the node's IP, local as on a node's eth0
+        nl.addr("add", index=nl.link_lookup(ifname="lo")[0], address=str(NODE_IP.network_address), prefixlen=32)
     setup_pod(w.node, pod, "eth0", spec)
     assert _links(pod) == {"lo", "eth0", "veth1"} and VETH in _links(w.node)
     routes = {(r["dst"], r.get("gateway"), r["dev"]) for r in ip_json(pod, "-4", "route", "show")}
@@ -45,6 +47,13 @@ def test_service_veth_is_built_checked_and_removed(datapath_world: World) -> Non
     assert _links(pod) == {"lo"} and VETH not in _links(w.node)
     assert EXCLUSIVE_ENI in _links(w.node)
     teardown_pod(w.node, pod, "eth0", spec)  # nothing left: still fine
+
+    # a source the node does not have: the route is made without it (and the ADD does not fail)
+    elsewhere = dataclasses.replace(spec, host_src=IPv4Address("192.0.2.7"))
+    setup_pod(w.node, pod, "eth0", elsewhere)
+    node_routes = [r for r in ip_json(w.node, "-4", "route", "show") if r["dst"] == str(POD_IP)]
+    assert [(r["dev"], r.get("prefsrc")) for r in node_routes] == [(VETH, None)]
+    teardown_pod(w.node, pod, "eth0", elsewhere)
 
 
 def test_without_the_pod_namespace_teardown_removes_the_node_side(datapath_world: World) -> None:

@@ -135,7 +135,7 @@ def test_rehearse_vswitch_add_in_the_lab(lab_root: Path) -> None:
         env = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports.stdout.splitlines())
         assert env["KUBECONFIG"] == str(kubeconfig) and env["TERWAYCTL_ENDPOINT"].startswith("http://127.0.0.1:")
         add = subprocess.run([sys.executable, "-m", "terwayctl", "--kubeconfig", str(kubeconfig), "vswitch", "add",
-                              "--zone", "cn-hangzhou-i", "--create", "--snat"], capture_output=True, text=True,
+                              "--zone", "cn-hangzhou-i", "--create", "--snat", "--timeout", "90s"], capture_output=True, text=True,
                              timeout=180, check=False, env={**os.environ, **env})
         assert add.returncode == 0, (add.stdout, add.stderr)
         created = re.search(r"created vSwitch (vsw-\w+) \(([\d./]+)\) in zone cn-hangzhou-i", add.stdout)

@@ -194,6 +194,28 @@ def test_cluster_ip_from_exclusive_eni_and_eniip_pods_to_pods_on_another_node(
     assert veth not in _links(node1.ns)
     assert _route_dev(node1.ns, ra.ip) == "eth0"
     assert ipam_check(node1).returncode == 0
+
+    # a veth left behind (its pod gone while the daemon was down) is reported, then removed at start
+    for argv in (["ip", "link", "add", "cali0leftover1", "type", "veth", "peer", "name", "lp1"],
+                 ["ip", "link", "set", "cali0leftover1", "up"], ["ip", "link", "set", "lp1", "up"],
+                 ["ip", "route", "add", "10.0.40.40/32", "dev", "cali0leftover1"]):
+        assert _run(node1.ns, argv).returncode == 0, argv
+    leftover = ipam_check(node1)
+    assert leftover.returncode != 0 and "kernel-leftover" in leftover.stdout and "10.0.40.40" in leftover.stdout
+    node1.stop()
+    daemon = node1.start(PoolMode.ENI, {**EXCLUSIVE_CONF, "service_cidr": SERVICE_CIDR})
+    assert daemon.repairs.kernel_leftovers == ["10.0.40.40 (cali0leftover1)"]
+    assert "cali0leftover1" not in _links(node1.ns)
+    assert ipam_check(node1).returncode == 0
+    # a running pod's veth survives a restart, and its services still answer
+    d = node1.pod("db-1")
+    assert node1.cni("ADD", d).code == 0
+    node1.stop()
+    daemon = node1.start(PoolMode.ENI, {**EXCLUSIVE_CONF, "service_cidr": SERVICE_CIDR})
+    assert daemon.repairs.kernel_leftovers == []
+    assert host_veth_name("default", "db-1") in _links(node1.ns)
+    assert connect(d.ns, SERVICE_TO_NODE2) == f"hello {ip1}"
+    assert node1.cni("DEL", d).code == 0
     for node, pod in ((node2, b), (node2, c)):
         assert node.cni("DEL", pod).code == 0
 

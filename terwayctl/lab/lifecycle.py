@@ -165,7 +165,7 @@ def _up(lab: LabDir, topology: Topology, progress: Progress) -> None:
     progress(f"daemons: {len(managed)} x terwayctl daemon --mode {topology.mode}{external}")
     with lab.locked() as state:
         for node in managed:
-            state.daemon_pids[node.name] = _spawn_daemon(lab, topology, node, str(ready["url"]))
+            state.daemon_pids[node.name] = spawn_daemon(lab, topology, node, str(ready["url"]))
         pids = dict(state.daemon_pids)
     if managed:
         with ThreadPoolExecutor(max_workers=len(managed)) as pool:
@@ -235,11 +235,8 @@ def _daemon_argv(lab: LabDir, topology: Topology, node: NodePlan) -> list[str]:
 
 
 def spawn_daemon(lab: LabDir, topology: Topology, node: NodePlan, url: str) -> int:
-    """Start the node's daemon (detached, logged to <node>/daemon.log) and return its pid."""
-    return _spawn_daemon(lab, topology, node, url)
-
-
-def _spawn_daemon(lab: LabDir, topology: Topology, node: NodePlan, url: str) -> int:
+    """Start the node's daemon (detached, logged to <node>/daemon.log) and return its pid; `up`, and the
+    supervisor when a --kube lab's terway pod is deleted."""
     env = {**lab.node_env(topology, node, url), "PYTHONUNBUFFERED": "1"}
     return procs.spawn(_daemon_argv(lab, topology, node), lab.node_dir(node.name) / "daemon.log", env)
 

@@ -47,6 +47,7 @@ from terwayctl.kernel.datapath import (
     SymmetricRouting,
     host_veth_name,
 )
+from terwayctl.kernel.datapath.svcveth import remove_leftovers as remove_service_veths
 from terwayctl.kube.errors import KubeError, KubeNotFound
 from terwayctl.node.cloudapi import EniCloud
 from terwayctl.node.cluster import (
@@ -245,6 +246,8 @@ class Daemon:
             enis, allocated, self.repairs = reconcile(
                 config, self.cloud, self.store, self._vswitch_infos, limits.ip_limit
             )
+            if config.mode is PoolMode.ENI:  # service veths of pods gone meanwhile (docs/datapath.md)
+                self.repairs.kernel_leftovers += remove_service_veths(config.node_ns, allocated)
             self.pool = Pool(
                 cloud=self.cloud, store=self.store, config=config, limits=limits,
                 vswitches=self._vswitches, security_groups=groups,

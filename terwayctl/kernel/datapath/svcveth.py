@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import logging
+from collections.abc import Iterable
+from ipaddress import IPv4Address
 
 from terwayctl.kernel import netns
 from terwayctl.kernel.datapath import policy
@@ -38,6 +42,7 @@ from terwayctl.kernel.datapath._links import (
     set_up,
 )
 from terwayctl.kernel.datapath.conn import NodeConn
+from terwayctl.kernel.datapath.inspect import inspect_node
 from terwayctl.kernel.datapath.model import POD_GATEWAY, PodNetwork
 from terwayctl.kernel.datapath.veth import ensure_pair
 from terwayctl.kernel.netlink import (
@@ -47,8 +52,11 @@ from terwayctl.kernel.netlink import (
     RTA_DST,
     RTNH_F_ONLINK,
     Netlink,
+    NetlinkError,
 )
 from terwayctl.kernel.netns import Namespace
+
+log = logging.getLogger("terwayctl.kernel.datapath")
 
 RTA_PREFSRC = 7
 """the route attribute of the preferred source address (linux/rtnetlink.h)"""
@@ -103,8 +111,16 @@ def _ensure_host_route(conn: NodeConn, spec: PodNetwork, host: int) -> None:
     for entry in policy.routes_in(routes, RT_TABLE_MAIN):
         if entry.dst_len == 32 and entry.ip(RTA_DST) == str(spec.pod_ip) and entry.ip(RTA_PREFSRC) == str(spec.host_src):
             return
-    conn.nl.route("replace", dst=f"{spec.pod_ip}/32", oif=host, scope=RT_SCOPE_LINK, table=RT_TABLE_MAIN,
-                  prefsrc=str(spec.host_src))
+    try:
+        conn.nl.route("replace", dst=f"{spec.pod_ip}/32", oif=host, scope=RT_SCOPE_LINK, table=RT_TABLE_MAIN,
+                      prefsrc=str(spec.host_src))
+    except NetlinkError as exc:
+        if exc.code != errno.EINVAL:
+            raise
+        # the node's IP is not an address of this namespace: no preferred source then
+        log.warning("%s is not an address of the node namespace: route to %s without a source",
+                    spec.host_src, spec.pod_ip)
+        policy.ensure_host_route(conn, routes, spec.pod_ip, host)
 
 
 def teardown(conn: NodeConn | None, pod: Namespace | None, spec: PodNetwork) -> None:
@@ -119,6 +135,24 @@ def teardown(conn: NodeConn | None, pod: Namespace | None, spec: PodNetwork) -> 
             found = link_get(pn, POD_IFNAME)
             if found is not None and link_kind(found) == "veth":
                 delete_link(pn, POD_IFNAME)
+
+
+def remove_leftovers(node_ns: Namespace, keep: Iterable[str]) -> list[str]:
+    """Delete the pod veths (``cali*``) of the node namespace whose routed IPs are not in `keep`, and
+    those that route nothing (exclusive-ENI mode, at the daemon's start: no veth pod runs there).
+    Returns ``<ip> (<veth>)`` / ``<veth>`` for each one deleted."""
+    wanted = set(keep)
+    removed: list[str] = []
+    with NodeConn(node_ns) as conn:
+        for veth in inspect_node(node_ns).veths:
+            ips = {str(ip) for ip in veth.pod_ips}
+            if ips and ips <= wanted:
+                continue
+            for ip in sorted(ips - wanted):
+                policy.delete_host_route(conn.nl, IPv4Address(ip), veth.ifindex)
+            delete_link(conn.nl, veth.name)
+            removed.append(f"{', '.join(sorted(ips))} ({veth.name})" if ips else veth.name)
+    return removed
 
 
 def _routed_via(pn: Netlink, index: int) -> set[str]:

@@ -1,4 +1,5 @@
-"""A stateful Kubernetes API server on 127.0.0.1 for the tests (standard library + PyYAML).
+"""A stateful Kubernetes API server on 127.0.0.1 for the tests and for `lab up --kube`
+(terwayctl.lab.cluster), standard library + PyYAML.
 
 It speaks enough of the real wire protocol for the real `kubernetes` client, including
 `kubernetes.dynamic.DynamicClient`: discovery, CRUD, list selectors, resourceVersion conflicts,
