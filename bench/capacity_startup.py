@@ -1,7 +1,6 @@
 """Start-up plus answer of `terwayctl capacity`, as a ratio to `kubectl version --client`.
 
-Budget: one type within 2x kubectl on the same machine (project issue #15; DESIGN.md §5 said 3x);
-the whole catalog well under a second.
+Budget: one type within 2x kubectl on the same machine; the whole catalog as JSON within 3x.
 Runs every command alternately in the same loop so machine load affects all of them alike.
 
     python bench/capacity_startup.py [--runs 30]

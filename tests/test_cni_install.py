@@ -171,3 +171,11 @@ def test_cni_without_subcommand_runs_the_debugging_client(backend: Path) -> None
     result = CliRunner().invoke(register(["cni"]), ["cni"], env=env, input="")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["supportedVersions"][-1] == "1.1.0"
+
+
+def test_the_installed_command_takes_a_binary_shim(tmp_path: Path, shim: Path) -> None:
+    """The real `terwayctl` process (its input checks included) accepts a program as --shim."""
+    done = subprocess.run([sys.executable, "-m", "terwayctl", "cni", "install", "--bin-dir", str(tmp_path / "bin"),
+                           "--shim", str(shim)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "bin" / "terway").read_bytes() == shim.read_bytes()

@@ -1,4 +1,4 @@
-"""Capacity formulas (DESIGN.md §3) on real catalog rows."""
+"""Capacity formulas (docs/capacity.md) on real catalog rows."""
 
 from __future__ import annotations
 

@@ -271,7 +271,8 @@ def print_status(doc: dict[str, Any], out: Any) -> None:
         f"ready: {'yes' if doc.get('ready') else 'no'}   mode: {doc.get('mode')}   instance: {doc.get('instance_id')}"
         f"   zone: {doc.get('zone_id')}\n"
         f"pool: {pool.get('enis')}/{pool.get('max_enis')} ENIs, {pool.get('ips')} IPs, {pool.get('idle')} idle, "
-        f"{pool.get('allocated')} allocated (min {pool.get('min_pool_size')}, max {pool.get('max_pool_size')})\n"
+        f"{pool.get('allocated')} allocated{f', {leased} leased' if (leased := pool.get('leased')) else ''} "
+        f"(min {pool.get('min_pool_size')}, max {pool.get('max_pool_size')})\n"
     )
     datapath = doc.get("datapath") or {}
     if datapath:
@@ -286,3 +287,9 @@ def print_status(doc: dict[str, Any], out: Any) -> None:
     write_table(out, ["IP", "POD", "CONTAINER", "IFNAME", "ENI"],
                 [[a["ip"], a["pod"], a["container_id"][:12], a["ifname"], a["eni_id"]]
                  for a in doc.get("allocations", [])])
+    leases = doc.get("leases") or []
+    if leases:  # IPs kept for StatefulSet pods after their DEL (docs/node.md, "Stable IPs")
+        out.write("\n")
+        write_table(out, ["LEASED IP", "POD", "REASON", "EXPIRES", "IN"],
+                    [[x["ip"], x["pod"], x["reason"], x["expires"], f"{x['expires_in']:g}s"] for x in leases],
+                    right=["IN"])

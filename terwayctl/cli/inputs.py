@@ -18,6 +18,8 @@ from terwayctl.core.errors import InvalidInput
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_NESTING = 64
 SQLITE_HEADER = b"SQLite format 3\x00"
+# Files that are not documents to parse: a state database, a program (`cni install --shim`).
+BINARY_HEADERS = (SQLITE_HEADER, b"\x7fELF")
 
 _NAME = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 # option -> (pattern of one value, what it is, an example); repeatable options may be comma-separated
@@ -99,7 +101,7 @@ def check_files(files: Sequence[tuple[str, Path]]) -> None:
                 data = handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise InvalidInput(f"{option} {path}: cannot read it: {exc.strerror or exc}") from None
-        if data.startswith(SQLITE_HEADER):
+        if data.startswith(BINARY_HEADERS):
             continue
         try:
             text = data.decode("utf-8")

@@ -54,6 +54,8 @@ def check(
     else:
         out = sys.stdout
         out.write(f"store: {report.enis} ENIs, {report.ips} IPs, {report.allocations} allocations\n")
+        if report.leases:
+            out.write(f"leased (kept for their pods, not idle): {', '.join(report.leases)}\n")
         if report.in_flight:
             out.write(f"in flight (not compared): {', '.join(report.in_flight)}\n")
         if report.mismatches:

@@ -1,4 +1,4 @@
-"""The credential chain and the region, in the order DESIGN.md §3 gives.
+"""The credential chain and the region, in the order docs/cloud.md gives.
 
 Credentials: explicit values (flags) -> ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN ->
 the aliyun CLI profile file (~/.aliyun/config.json; --profile, ALIBABA_CLOUD_PROFILE, else the

@@ -1,4 +1,4 @@
-"""Pod capacity per instance type, exactly as Terway and ACK compute it (DESIGN.md §3).
+"""Pod capacity per instance type, exactly as Terway and ACK compute it (docs/capacity.md).
 
 Upstream AliyunContainerService/terway @89aadf8: pkg/aliyun/client/limit.go (the Limits of a type:
 MultiIPPod, ExclusiveENIPod, TrunkPod, MaximumTrunkPod, ERDMARes, SupportMultiIPIPv6),

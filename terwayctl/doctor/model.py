@@ -79,7 +79,7 @@ def skip(reason: str, *evidence: str) -> Verdict:
 
 @dataclass(frozen=True)
 class Check:
-    """One declared check (STYLE.md §12)."""
+    """One declared check: an id, a title, what it needs, and a `run` returning a finding."""
 
     id: str
     title: str

@@ -1,4 +1,4 @@
-"""The narrow readers doctor's checks use (STYLE.md §6), and the small records they return.
+"""The narrow readers doctor's checks use (each declares only the reads it makes), and the small records they return.
 
 - `CloudReader`: the seven ECS/VPC reads; `terwayctl.cloud.client.CloudClient` satisfies it as is.
 - `KubeReader`: nodes, pods, events, ConfigMaps and the Terway DaemonSet; `doctor.sources.KubeSource`

@@ -23,7 +23,7 @@ from terwayctl.node.cloudapi import EniCloud
 from terwayctl.node.config import ENI_CREATOR_TAG, PoolMode
 from terwayctl.node.hostroutes import META_KEY as HOST_ROUTES_KEY
 from terwayctl.node.reconcile import attached_enis, pod_ips_of
-from terwayctl.node.store import EniRecord, Intent, IpRecord, Store
+from terwayctl.node.store import EniRecord, Intent, IpRecord, Lease, Store
 
 REPAIRS = {
     "eni-not-in-cloud": "reconcile drops it with its IPs (the datapath of its pods torn down)",
@@ -58,6 +58,9 @@ class CheckReport:
     """the daemon's cloud calls under way (intents), whose differences are not reported"""
     next_repair: str = ""
     """when the daemon's next reconciliation runs"""
+    leases: list[str] = field(default_factory=list)
+    """IPs kept for StatefulSet pods after their DEL (leases.py): in the store and the cloud, held by
+    no pod, and neither idle nor leaked"""
 
     @property
     def ok(self) -> bool:
@@ -69,6 +72,7 @@ class _Snapshot:
     enis: dict[str, EniRecord]
     records: list[IpRecord]
     intents: list[Intent]
+    leases: list[Lease] = field(default_factory=list)
 
 
 def _read(store_path: Path) -> tuple[_Snapshot, str]:
@@ -77,7 +81,11 @@ def _read(store_path: Path) -> tuple[_Snapshot, str]:
             intents, when = store.intents(), store.meta("resync_next") or ""
         except Exception:  # noqa: BLE001 - the store of an older daemon: no intent log
             intents, when = [], ""
-        snap = _Snapshot({e.eni_id: e for e in store.enis()}, store.ips(), intents)
+        try:
+            leases = store.leases()
+        except Exception:  # noqa: BLE001 - the store of an older daemon: no leases
+            leases = []
+        snap = _Snapshot({e.eni_id: e for e in store.enis()}, store.ips(), intents, leases)
     return snap, when
 
 
@@ -172,8 +180,10 @@ def check(store_path: Path, node_ns: str, cloud: EniCloud, instance_id: str, mod
     if next_resync:
         at = float(next_resync)
         when = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))} (in {max(0.0, at - time.time()):.0f}s)"
+    leases = [f"{lease.ip} {lease.pod_namespace}/{lease.pod_name} ({lease.reason}, until "
+              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(lease.expires))})" for lease in after.leases]
     return CheckReport(enis=len(enis), ips=len(records), allocations=len(allocated), mismatches=found,
-                       in_flight=in_flight, next_repair=when)
+                       in_flight=in_flight, next_repair=when, leases=leases)
 
 
 def _exclusive_mismatches(store_path: Path, node_ns: str, allocated: dict[str, IpRecord], *,

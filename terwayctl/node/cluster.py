@@ -38,6 +38,14 @@ class PodRef:
     uid: str = ""
 
 
+@dataclass(frozen=True)
+class PodMeta:
+    """What the daemon reads of one pod: its annotations and the kinds of its owners (ownerReferences)."""
+
+    annotations: Mapping[str, str]
+    owner_kinds: tuple[str, ...] = ()
+
+
 class NodeUnknown(Exception):
     """The API server has no Node of the configured name (a wrong --node-name): GC must not run."""
 
@@ -49,6 +57,10 @@ class Cluster(Protocol):
 
     def pod_annotations(self, namespace: str, name: str) -> Mapping[str, str]:
         """The pod's annotations (KubeNotFound when the pod does not exist)."""
+        ...
+
+    def pod(self, namespace: str, name: str) -> PodMeta:
+        """The pod's annotations and owner kinds, in one read (KubeNotFound when it does not exist)."""
         ...
 
     def pods_on_node(self) -> list[PodRef]:
@@ -64,9 +76,14 @@ class KubeCluster:
         self.node_name = node_name
 
     def pod_annotations(self, namespace: str, name: str) -> Mapping[str, str]:
-        obj = self.reader.get("v1", "pods", name, namespace)
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        return {str(k): str(v) for k, v in annotations.items()}
+        return self.pod(namespace, name).annotations
+
+    def pod(self, namespace: str, name: str) -> PodMeta:
+        meta = self.reader.get("v1", "pods", name, namespace).get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        owners = meta.get("ownerReferences") or []
+        return PodMeta({str(k): str(v) for k, v in annotations.items()},
+                       tuple(str(o.get("kind") or "") for o in owners if isinstance(o, dict)))
 
     def pods_on_node(self) -> list[PodRef]:
         if not self.node_name:

@@ -24,6 +24,9 @@ DEFAULT_GC_PERIOD = 300.0
 """how often the daemon lists the node's pods to release the IPs of deleted ones"""
 DEFAULT_GC_GRACE = 120.0
 """an allocation younger than this is never released by that GC (its pod may be being created)"""
+DEFAULT_STATEFUL_IP_LEASE = 300.0
+"""eni_conf stateful_ip_lease: how long a StatefulSet pod's IP is kept for it after its DEL (upstream's
+fixed defaultStickTimeForSts, 5 minutes)"""
 ENI_CREATOR_TAG = "terway.node"
 """Tag key on every ENI the daemon creates; the value is the instance id (for leak recovery)."""
 
@@ -95,6 +98,10 @@ class PoolSettings:
     caps: EniCaps = field(default_factory=EniCaps)
     service_cidrs: tuple[str, ...] = ()
     """eni_conf service_cidr (IPv4): routed through a veth to the node from exclusive-ENI pods"""
+    stateful_ip_lease: float = DEFAULT_STATEFUL_IP_LEASE
+    """eni_conf stateful_ip_lease: seconds a StatefulSet pod's IP stays reserved after its DEL (0: off)"""
+    stateful_kinds: frozenset[str] = frozenset({"statefulset"})
+    """owner kinds (lower case) whose pods keep their IP: StatefulSet and eni_conf custom_stateful_workload_kinds"""
 
     def vswitches_for(self, zone: str, fallback: str = "") -> tuple[str, ...]:
         chosen = tuple(self.vswitches.get(zone, ()))
@@ -195,6 +202,11 @@ def pool_settings(conf: Mapping[str, Any], origin: str = "eni_conf") -> PoolSett
     if not isinstance(tags, Mapping):
         raise InvalidInput(f"{origin}: eni_tags must be an object")
     period = conf.get("ip_pool_sync_period")
+    lease = conf.get("stateful_ip_lease")
+    kinds = conf.get("custom_stateful_workload_kinds") or []
+    if not isinstance(kinds, list) or not all(isinstance(k, str) and k.strip() for k in kinds):
+        raise InvalidInput(f"{origin}: custom_stateful_workload_kinds must be a list of kinds, got {kinds!r}",
+                           hint='e.g. ["CloneSet"]; StatefulSet is always one')
     return PoolSettings(
         min_pool_size=min_pool,
         max_pool_size=max_pool,
@@ -205,7 +217,22 @@ def pool_settings(conf: Mapping[str, Any], origin: str = "eni_conf") -> PoolSett
         eni_tags={str(k): str(v) for k, v in tags.items()},
         caps=eni_caps_from_conf(conf, origin),
         service_cidrs=service_cidrs(conf.get("service_cidr"), origin),
+        stateful_ip_lease=DEFAULT_STATEFUL_IP_LEASE if lease is None else lease_duration(lease, origin),
+        stateful_kinds=frozenset({"statefulset", *(k.strip().lower() for k in kinds)}),
     )
+
+
+def lease_duration(value: object, origin: str = "eni_conf") -> float:
+    """eni_conf stateful_ip_lease: a Go duration (`10m`, `90s`), at most 24h; `0`/`0s` turns leases off."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if (match is not None and float(match[1]) == 0) or (isinstance(value, int | float) and value == 0
+                                                         and not isinstance(value, bool)):
+        return 0.0
+    seconds = parse_duration(value, f"{origin}: stateful_ip_lease")
+    if seconds > 86400:
+        raise InvalidInput(f"{origin}: stateful_ip_lease must be at most 24h, got {value!r}",
+                           hint="a StatefulSet pod is usually back within minutes; 5m is the default")
+    return seconds
 
 
 def load_eni_conf(path: Path) -> dict[str, Any]:

@@ -78,9 +78,10 @@ class Metrics:
         gauges = dict(self.gauges())
         for name, help_text in (
             ("terway_pool_enis", "ENIs the pool holds (secondary ENIs of this node)"),
-            ("terway_pool_ips", "pod IPs the pool holds (idle + allocated)"),
+            ("terway_pool_ips", "pod IPs the pool holds (idle + allocated + leased)"),
             ("terway_pool_idle_ips", "idle pod IPs, ready for the next ADD"),
             ("terway_pool_allocated_ips", "pod IPs allocated to pods"),
+            ("terway_pool_leased_ips", "pod IPs kept for a StatefulSet pod after its DEL (stateful_ip_lease)"),
             ("terway_pool_max_enis", "secondary ENIs the node may hold"),
             ("terway_ready", "1 when the daemon serves ADD"),
         ):

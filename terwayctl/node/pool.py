@@ -160,6 +160,8 @@ class Pool:
         self.enis: dict[str, Eni] = {}
         self.idle: deque[str] = deque()
         self.allocated: set[str] = set()
+        self.leased: set[str] = set()
+        """IPs kept for a StatefulSet pod after its DEL (leases.py): neither idle nor allocated"""
         self.ip_eni: dict[str, str] = {}
         self.max_enis = limits.max_enis
         self.last_error = ""
@@ -184,16 +186,20 @@ class Pool:
 
     # --- state -------------------------------------------------------------------------------------
 
-    def load(self, enis: Sequence[Eni], allocated: Sequence[str]) -> None:
-        """The reconciled state: every ENI with its IPs; `allocated` are held by pods."""
+    def load(self, enis: Sequence[Eni], allocated: Sequence[str], leased: Sequence[str] = ()) -> None:
+        """The reconciled state: every ENI with its IPs; `allocated` are held by pods, `leased` kept
+        for pods (leases.py)."""
         with self.cond:
             taken = set(allocated)
+            kept = set(leased) - taken
             for eni in enis:
                 self.enis[eni.eni_id] = eni
                 for ip in sorted(eni.ips, key=ipaddress.IPv4Address):
                     self.ip_eni[ip] = eni.eni_id
                     if ip in taken:
                         self.allocated.add(ip)
+                    elif ip in kept:
+                        self.leased.add(ip)
                     else:
                         self.idle.append(ip)
 
@@ -211,6 +217,7 @@ class Pool:
                 "terway_pool_ips": total,
                 "terway_pool_idle_ips": len(self.idle),
                 "terway_pool_allocated_ips": len(self.allocated),
+                "terway_pool_leased_ips": len(self.leased),
             }
 
     def snapshot(self) -> list[dict[str, object]]:
@@ -224,6 +231,7 @@ class Pool:
                     "ips": len(eni.ips),
                     "ip_limit": eni.record.ip_limit,
                     "allocated": len(eni.ips & self.allocated),
+                    "leased": len(eni.ips & self.leased),
                     "full": eni.full,
                 }
                 for eni in self.enis.values()
@@ -265,6 +273,33 @@ class Pool:
                 if ip in self.ip_eni:
                     self.idle.append(ip)
                 self.cond.notify_all()
+        if len(self.idle) > self.config.pool.max_pool_size:
+            self._wake.set()
+
+    def lease(self, ip: str) -> None:
+        """An allocated IP is kept for its pod after DEL (leases.py): never handed out meanwhile."""
+        with self.cond:
+            self.allocated.discard(ip)
+            if ip in self.ip_eni:
+                self.leased.add(ip)
+
+    def take_leased(self, ip: str) -> None:
+        """A leased IP goes back to its pod (ADD of the same namespace/name)."""
+        with self.cond:
+            self.leased.discard(ip)
+            if ip in self.idle:
+                self.idle.remove(ip)
+            self.allocated.add(ip)
+
+    def unlease(self, ip: str) -> None:
+        """A lease ended (expired, replaced): the IP is idle; the worker shrinks the pool if needed."""
+        with self.cond:
+            if ip not in self.leased:
+                return
+            self.leased.discard(ip)
+            if ip in self.ip_eni:
+                self.idle.append(ip)
+            self.cond.notify_all()
         if len(self.idle) > self.config.pool.max_pool_size:
             self._wake.set()
 
@@ -618,6 +653,7 @@ class Pool:
             eni = self.enis.pop(eni_id, None)
             for ip in list(eni.ips) if eni else []:
                 self.ip_eni.pop(ip, None)
+                self.leased.discard(ip)
                 if ip in self.idle:
                     self.idle.remove(ip)
 
@@ -634,7 +670,7 @@ class Pool:
                     continue
                 self.ip_eni[ip] = eni.eni_id
                 eni.ips.add(ip)
-                if ip not in self.allocated:
+                if ip not in self.allocated and ip not in self.leased:
                     self.idle.append(ip)
             self.cond.notify_all()
 
@@ -644,6 +680,7 @@ class Pool:
             eni = self.enis.get(eni_id)
             for ip in ips:
                 self.ip_eni.pop(ip, None)
+                self.leased.discard(ip)
                 if ip in self.idle:
                     self.idle.remove(ip)
                 if eni is not None:

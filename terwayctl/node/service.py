@@ -53,16 +53,18 @@ from terwayctl.node.cloudapi import EniCloud
 from terwayctl.node.cluster import (
     Cluster,
     NodeUnknown,
+    PodMeta,
     bandwidth_annotations,
     stale_allocations,
 )
 from terwayctl.node.config import DaemonConfig, DatapathChoice, PoolMode, choose_datapath
 from terwayctl.node.hostroutes import META_KEY as HOST_ROUTES_KEY
 from terwayctl.node.hostroutes import exclusive_host_routes
+from terwayctl.node.leases import StickyIps, sticky_reason
 from terwayctl.node.metrics import Metrics
 from terwayctl.node.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
 from terwayctl.node.reconcile import Repairs, reconcile, resync, spec_for_teardown, teardown_record
-from terwayctl.node.store import Conflict, EniRecord, IpRecord, Owner, Store
+from terwayctl.node.store import Conflict, EniRecord, IpRecord, Lease, Owner, Store
 
 log = logging.getLogger("terwayctl.node")
 
@@ -209,6 +211,8 @@ class Daemon:
         cloud.observe(self.metrics.api_call)
         self.store: Store | None = None
         self.pool: Pool | None = None
+        self.sticky: StickyIps | None = None
+        """eniip mode: the IPs kept for StatefulSet pods after their DEL (leases.py)"""
         self.datapath: Datapath | None = None
         self.ready = False
         self.repairs = Repairs()
@@ -252,8 +256,10 @@ class Daemon:
                 cloud=self.cloud, store=self.store, config=config, limits=limits,
                 vswitches=self._vswitches, security_groups=groups,
             )
-            self.pool.load(enis, allocated)
+            self.pool.load(enis, allocated, [lease.ip for lease in self.store.leases()])
             self.pool.resync = self._resync
+            if config.mode is PoolMode.ENIIP:
+                self.sticky = StickyIps(self.store, self.pool, config.pool.stateful_ip_lease, self.clock)
             self.pool.start()
         except BaseException:
             self.store.close()
@@ -268,6 +274,8 @@ class Daemon:
             config.identity.instance_id, config.mode, limits.max_enis, limits.ip_limit, len(enis), len(allocated),
         )
         self._start_gc()
+        if self.sticky is not None:  # its first pass ends the leases that expired while the daemon was down
+            self.sticky.start()
 
     def _start_gc(self) -> None:
         if self.cluster is None:
@@ -296,6 +304,9 @@ class Daemon:
         if self._gc_thread is not None:
             self._gc_thread.join(timeout=30)
             self._gc_thread = None
+        if self.sticky is not None:
+            self.sticky.stop()
+            self.sticky = None
         if self.pool is not None:
             self.pool.stop()
             self.pool = None
@@ -423,12 +434,17 @@ class Daemon:
         return None
 
     def _pod(self, request: Request) -> PodRequest:
+        meta = None
+        if self.cluster is not None and request.pod_name:
+            meta = self._read_pod(self.cluster, request.pod_namespace or "default", request.pod_name)
+        sticky = sticky_reason(meta, self.config.pool.stateful_kinds) if self.config.mode is PoolMode.ENIIP else ""
         owner = Owner(
             container_id=request.container_id, ifname=request.ifname or "eth0", netns=request.netns,
             pod_namespace=request.pod_namespace, pod_name=request.pod_name, pod_uid=request.pod_uid,
+            sticky=sticky,
         )
         from_runtime = bw.from_runtime_config(request.runtime_config)
-        annotations = self._annotations(request)
+        annotations = self._annotations(request, meta)
         from_annotations = bw.from_annotations(annotations)
         return PodRequest(
             owner,
@@ -438,13 +454,13 @@ class Daemon:
             ),
         )
 
-    def _annotations(self, request: Request) -> dict[str, str]:
+    def _annotations(self, request: Request, meta: PodMeta | None) -> dict[str, str]:
         """Bandwidth annotations: CNI_ARGS keys named like the annotation, else the pod in the API
-        server, else the annotations file (the lab has no API server)."""
+        server (`meta`, read by _pod), else the annotations file (the lab has no API server)."""
         keys = (bw.K8S_INGRESS, bw.K8S_EGRESS, bw.ALIYUN_INGRESS, bw.ALIYUN_EGRESS)
         found = {k: v for k, v in request.cni_args.items() if k in keys}
-        if not found and self.cluster is not None and request.pod_name:
-            found = self._pod_annotations(self.cluster, request.pod_namespace or "default", request.pod_name)
+        if not found and meta is not None:
+            found = bandwidth_annotations(meta.annotations)
         path = self.config.pod_annotations
         if not found and path is not None:
             with contextlib.suppress(OSError, ValueError):
@@ -454,25 +470,25 @@ class Daemon:
                     found = {k: str(v) for k, v in entry.items() if k in keys}
         return found
 
-    def _pod_annotations(self, cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
-        """The pod's bandwidth annotations; {} (logged) when the pod cannot be read."""
+    def _read_pod(self, cluster: Cluster, namespace: str, name: str) -> PodMeta | None:
+        """The pod's annotations and owners (bandwidth, stable IPs); None (logged) when it cannot be read."""
         try:
-            annotations = cluster.pod_annotations(namespace, name)
+            meta = cluster.pod(namespace, name)
         except KubeNotFound:
             self.metrics.kube_request("pod", "notfound")
             log.warning("pod %s/%s is not in the API server: no bandwidth annotations", namespace, name)
-            return {}
+            return None
         except KubeError as exc:
             self.metrics.kube_request("pod", "error")
             log.warning("cannot read pod %s/%s: %s: no bandwidth annotations", namespace, name, exc.message)
-            return {}
+            return None
         except Exception as exc:  # noqa: BLE001 - an unreadable pod must never fail its ADD
             self.metrics.kube_request("pod", "error")
             log.warning("cannot read pod %s/%s: %s: %s: no bandwidth annotations", namespace, name,
                         type(exc).__name__, exc)
-            return {}
+            return None
         self.metrics.kube_request("pod", "ok")
-        return bandwidth_annotations(annotations)
+        return meta
 
     def _spec(self, ip: str, eni: Eni, pod: PodRequest, mode: DatapathMode) -> PodNetwork:
         network = ipaddress.IPv4Network(eni.record.cidr)
@@ -523,6 +539,10 @@ class Daemon:
                 eni = pool.eni_of(ip)
                 if eni is None:
                     return Reply.failure(TRY_AGAIN_LATER, f"the ENI of {ip} is gone; retry", "")
+            elif (taken := self._take_lease(pod, mode)) is not None:  # a StatefulSet pod back (leases.py)
+                ip, eni, lease = taken
+                assert self.sticky is not None
+                undo.callback(self.sticky.restore, lease, request.container_id)
             else:
                 try:
                     ip, eni = pool.acquire(self.config.add_timeout)
@@ -546,6 +566,17 @@ class Daemon:
         gateway = str(POD_GATEWAY) if mode is DatapathMode.VETH else eni.record.gateway
         prefix = 32 if mode is DatapathMode.VETH else ipaddress.IPv4Network(eni.record.cidr).prefixlen
         return Reply.success(add_result(attachment, request, f"{ip}/{prefix}", gateway, self.config.mtu))
+
+    def _take_lease(self, pod: PodRequest, mode: DatapathMode) -> tuple[str, Eni, Lease] | None:
+        """The IP leased to this pod's namespace/name, allocated to it now; None without a lease."""
+        if self.sticky is None:
+            return None
+
+        def host(ip: str, eni: Eni) -> str:
+            spec = self._spec(ip, eni, pod, mode)
+            return spec.eni_ifname if mode is DatapathMode.EXCLUSIVE_ENI else spec.host_ifname
+
+        return self.sticky.take(pod.owner, host, mode.value)
 
     def _teardown(self, record: IpRecord) -> None:
         eni = self.pool.eni_of(record.ip) if self.pool else None
@@ -589,6 +620,8 @@ class Daemon:
             self._teardown(record)
         except (DatapathError, OSError) as exc:
             return Reply.failure(DATAPATH_FAILED, f"terway daemon: datapath teardown failed: {exc}", "")
+        if self.sticky is not None and self.sticky.keep(record):
+            return Reply.success()  # kept for the pod's namespace/name until the lease expires
         if store.release(record.ip, request.container_id):
             pool.give_back(record.ip)
         return Reply.success()
@@ -716,6 +749,8 @@ class Daemon:
                 "ips": int(counts.get("terway_pool_ips", 0)),
                 "idle": int(counts.get("terway_pool_idle_ips", 0)),
                 "allocated": int(counts.get("terway_pool_allocated_ips", 0)),
+                "leased": int(counts.get("terway_pool_leased_ips", 0)),
+                "stateful_ip_lease": self.config.pool.stateful_ip_lease,
                 "min_pool_size": self.config.pool.min_pool_size,
                 "max_pool_size": self.config.pool.max_pool_size,
                 "last_error": pool.last_error if pool else "",
@@ -733,6 +768,7 @@ class Daemon:
                 }
                 for r in allocations
             ],
+            "leases": self.sticky.status() if self.sticky else [],
             "reconciled": vars(self.repairs),
             "resynced": vars(self.last_resync),
         }

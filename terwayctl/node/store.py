@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: leases (stable IPs of StatefulSet pods, docs/node.md) and ips.sticky"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS enis (
     eni_id      TEXT PRIMARY KEY,
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS ips (
     pod_uid       TEXT,
     host_ifname   TEXT,
     mode          TEXT,
-    allocated     REAL
+    allocated     REAL,
+    sticky        TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS ips_owner ON ips(container_id, ifname) WHERE container_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +56,22 @@ CREATE TABLE IF NOT EXISTS intents (
     pid           INTEGER NOT NULL DEFAULT 0,
     created       REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    ip            TEXT PRIMARY KEY REFERENCES ips(ip) ON DELETE CASCADE,
+    pod_namespace TEXT NOT NULL,
+    pod_name      TEXT NOT NULL,
+    pod_uid       TEXT NOT NULL DEFAULT '',
+    reason        TEXT NOT NULL DEFAULT '',
+    released      REAL NOT NULL,
+    expires       REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS leases_pod ON leases(pod_namespace, pod_name);
 """
+_MIGRATIONS = (
+    (2, "ALTER TABLE ips ADD COLUMN sticky TEXT"),
+)
+"""(schema version, statement) applied in order to a store older than that version (the tables new in
+a version are created by the CREATE ... IF NOT EXISTS of _SCHEMA)"""
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,22 @@ class Owner:
     pod_namespace: str = ""
     pod_name: str = ""
     pod_uid: str = ""
+    sticky: str = ""
+    """why the IP stays reserved for the pod's namespace/name after its DEL (the owner kind, e.g.
+    StatefulSet, or the pod-ip-reservation annotation); '' : it goes back to the pool (leases.py)"""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An IP kept for a pod's namespace/name after its DEL, until `expires` (wall clock)."""
+
+    ip: str
+    pod_namespace: str
+    pod_name: str
+    pod_uid: str
+    reason: str
+    released: float
+    expires: float
 
 
 @dataclass(frozen=True)
@@ -125,9 +158,21 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
-            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._migrate()
         self._conn.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Create what is missing and bring an older store (an earlier daemon's) to SCHEMA_VERSION."""
+        conn = self._conn
+        existed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ips'").fetchone() is not None
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(ips)")} if existed else set()
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        version = int(row[0]) if row is not None else (1 if existed else SCHEMA_VERSION)
+        for target, statement in _MIGRATIONS:
+            if version < target and not (target == 2 and "sticky" in columns):
+                conn.execute(statement)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(max(version, SCHEMA_VERSION)),))
 
     def close(self) -> None:
         with self._lock:
@@ -182,6 +227,18 @@ class Store:
                    r["created"])
             for r in rows
         ]
+
+    def leases(self) -> list[Lease]:
+        """The IPs kept for pods after their DEL (leases.py), soonest to expire first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM leases ORDER BY expires, ip").fetchall()
+        return [_lease(r) for r in rows]
+
+    def lease_of(self, namespace: str, name: str) -> Lease | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM leases WHERE pod_namespace = ? AND pod_name = ?",
+                                     (namespace, name)).fetchone()
+        return None if row is None else _lease(row)
 
     def meta(self, key: str) -> str | None:
         with self._lock:
@@ -253,9 +310,10 @@ class Store:
             try:
                 cursor = conn.execute(
                     "UPDATE ips SET container_id=?, ifname=?, netns=?, pod_namespace=?, pod_name=?, pod_uid=?,"
-                    " host_ifname=?, mode=?, allocated=? WHERE ip=? AND container_id IS NULL",
+                    " host_ifname=?, mode=?, allocated=?, sticky=? WHERE ip=? AND container_id IS NULL"
+                    " AND ip NOT IN (SELECT ip FROM leases)",
                     (owner.container_id, owner.ifname, owner.netns, owner.pod_namespace, owner.pod_name,
-                     owner.pod_uid, host_ifname, mode, time.time(), ip),
+                     owner.pod_uid, host_ifname, mode, time.time(), owner.sticky or None, ip),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"{owner.container_id}/{owner.ifname} already holds an IP") from None
@@ -267,15 +325,77 @@ class Store:
         with self._tx() as conn:
             cursor = conn.execute(
                 "UPDATE ips SET container_id=NULL, ifname=NULL, netns=NULL, pod_namespace=NULL, pod_name=NULL,"
-                " pod_uid=NULL, host_ifname=NULL, mode=NULL, allocated=NULL WHERE ip=? AND container_id=?",
+                " pod_uid=NULL, host_ifname=NULL, mode=NULL, allocated=NULL, sticky=NULL WHERE ip=? AND container_id=?",
                 (ip, container_id),
             )
             return cursor.rowcount == 1
+
+    # --- leases (leases.py) ------------------------------------------------------------------------
+
+    def release_to_lease(self, ip: str, container_id: str, lease: Lease) -> list[str] | None:
+        """DEL of a sticky pod: release `ip` from its owner and keep it for the pod's namespace/name,
+        in one transaction (a crash leaves either the allocation or the lease, never an idle IP).
+        None when `container_id` does not hold `ip`; else the IPs of older leases of the same pod,
+        which this one replaces (they are idle now)."""
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "UPDATE ips SET container_id=NULL, ifname=NULL, netns=NULL, pod_namespace=NULL, pod_name=NULL,"
+                " pod_uid=NULL, host_ifname=NULL, mode=NULL, allocated=NULL, sticky=NULL WHERE ip=? AND container_id=?",
+                (ip, container_id),
+            )
+            if cursor.rowcount != 1:
+                return None
+            older = [str(r[0]) for r in conn.execute(
+                "SELECT ip FROM leases WHERE pod_namespace = ? AND pod_name = ? AND ip != ?",
+                (lease.pod_namespace, lease.pod_name, ip))]
+            conn.executemany("DELETE FROM leases WHERE ip = ?", [(i,) for i in older])
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (ip, pod_namespace, pod_name, pod_uid, reason, released, expires)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (ip, lease.pod_namespace, lease.pod_name, lease.pod_uid, lease.reason, lease.released, lease.expires),
+            )
+            return older
+
+    def take_lease(self, ip: str, owner: Owner, *, host_ifname: str, mode: str) -> None:
+        """ADD of the pod a lease is kept for: end the lease and give its IP to `owner`, in one
+        transaction; Conflict when the lease is gone (expired meanwhile) or the owner holds an IP."""
+        with self._tx() as conn:
+            cursor = conn.execute("DELETE FROM leases WHERE ip = ? AND pod_namespace = ? AND pod_name = ?",
+                                  (ip, owner.pod_namespace, owner.pod_name))
+            if cursor.rowcount != 1:
+                raise Conflict(f"the lease of {ip} for {owner.pod_namespace}/{owner.pod_name} is gone")
+            try:
+                cursor = conn.execute(
+                    "UPDATE ips SET container_id=?, ifname=?, netns=?, pod_namespace=?, pod_name=?, pod_uid=?,"
+                    " host_ifname=?, mode=?, allocated=?, sticky=? WHERE ip=? AND container_id IS NULL",
+                    (owner.container_id, owner.ifname, owner.netns, owner.pod_namespace, owner.pod_name,
+                     owner.pod_uid, host_ifname, mode, time.time(), owner.sticky or None, ip),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"{owner.container_id}/{owner.ifname} already holds an IP") from None
+            if cursor.rowcount != 1:
+                raise Conflict(f"{ip} is not idle")
+
+    def end_lease(self, ip: str, *, expired_at: float | None = None) -> bool:
+        """Drop the lease of `ip` (its IP is idle again); with `expired_at`, only when it expired by
+        then. False when there was no such lease (taken by its pod, or ended, meanwhile)."""
+        with self._tx() as conn:
+            if expired_at is None:
+                cursor = conn.execute("DELETE FROM leases WHERE ip = ?", (ip,))
+            else:
+                cursor = conn.execute("DELETE FROM leases WHERE ip = ? AND expires <= ?", (ip, expired_at))
+            return cursor.rowcount == 1
+
+
+def _lease(row: sqlite3.Row) -> Lease:
+    return Lease(row["ip"], row["pod_namespace"], row["pod_name"], row["pod_uid"], row["reason"], row["released"],
+                 row["expires"])
 
 
 def _ip_record(row: sqlite3.Row) -> IpRecord:
     owner = None
     if row["container_id"] is not None:
+        sticky = row["sticky"] if "sticky" in row.keys() else ""  # noqa: SIM118 - a Row's `in` looks at values; an older store read-only
         owner = Owner(row["container_id"], row["ifname"] or "", row["netns"] or "", row["pod_namespace"] or "",
-                      row["pod_name"] or "", row["pod_uid"] or "")
+                      row["pod_name"] or "", row["pod_uid"] or "", sticky or "")
     return IpRecord(row["ip"], row["eni_id"], owner, row["host_ifname"] or "", row["mode"] or "", row["allocated"])
