@@ -113,3 +113,14 @@ def test_fault_bad_input(shared_lab: RunningLab) -> None:
     assert twice.code == 2 and "already active" in twice.stderr
     clear_faults(lab.name)
     assert lab.cli("fault", "clear").stdout.strip() == "no active fault to clear"
+
+
+def test_every_fault_kind_has_a_lab_fault_command() -> None:
+    """`lab fault <kind>` exists for every kind the lab can inject (and doctor's tests use)."""
+    import typer.main
+
+    from terwayctl.cli.lab import fault_app
+    from terwayctl.lab.faults import KINDS
+
+    commands = set(typer.main.get_command(fault_app).commands)  # type: ignore[attr-defined]
+    assert set(KINDS) <= commands

@@ -306,6 +306,33 @@ def fault_del_rule(
     _inject(name, "del-rule", pod)
 
 
+@fault_app.command("forward-rule")
+def fault_forward_rule(
+    node: Annotated[Optional[str], typer.Option("--node", help="Node (default: node1).")] = None,  # noqa: UP045
+    name: NameOption = DEFAULT_NAME,
+) -> None:
+    """FORWARD policy accept, but a rule rejects pod traffic (iifname cali*), as a host firewall does."""
+    _inject(name, "forward-rule", node)
+
+
+@fault_app.command("leaked-rule")
+def fault_leaked_rule(
+    node: Annotated[Optional[str], typer.Option("--node", help="Node (default: node1).")] = None,  # noqa: UP045
+    name: NameOption = DEFAULT_NAME,
+) -> None:
+    """Leave a pod-IP policy rule no pod holds, as a daemon killed mid-teardown does."""
+    _inject(name, "leaked-rule", node)
+
+
+@fault_app.command("leaked-eni")
+def fault_leaked_eni(
+    vswitch: Annotated[Optional[str], typer.Option("--vswitch", help="vSwitch id (default: the first pod vSwitch).")] = None,  # noqa: UP045
+    name: NameOption = DEFAULT_NAME,
+) -> None:
+    """Create an Available ENI tagged by the daemon and attached to nothing (a leaked ENI)."""
+    _inject(name, "leaked-eni", vswitch)
+
+
 @fault_app.command("list")
 def fault_list(name: NameOption = DEFAULT_NAME, output: OutputOption = Output.table) -> None:
     """Every fault kind, active or not."""
