@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from ipaddress import IPv4Address
 
 import pytest
 
 from terwayctl.kernel import netns as nsmod
 from terwayctl.kernel.datapath import DatapathMode, PodNetwork, ipvlan_supported, setup_pod, teardown_pod
+from terwayctl.kernel.datapath import ipvlan as ipvlan_module
 from terwayctl.kernel.datapath.ipvlan import kernel_version
-from tests.fixtures.netns import ENI, GATEWAY, PREFIX, World, ping
+from tests.fixtures.netns import ENI, GATEWAY, World, ping
 from tests.test_datapath_veth import ip_json
 
 
@@ -20,12 +22,15 @@ def test_kernel_version_parsing() -> None:
     assert kernel_version("garbage") == (0, 0)
 
 
-def test_detection_is_cached_and_leaves_no_namespace(netns: object) -> None:
+def test_detection_is_cached_and_leaves_no_namespace(netns: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's scratch namespace is removed. Its name is pinned to one this test owns, so other
+    runs' namespaces on the machine never matter."""
     del netns  # for the root skip
+    ours = secrets.token_hex(4)
+    monkeypatch.setattr(ipvlan_module.secrets, "token_hex", lambda n=None: ours)
     first = ipvlan_supported(refresh=True)
     assert ipvlan_supported() is first
-    assert not [n for n in nsmod.list_named("twprobe-")]
-    assert not [n for n in nsmod.list_named(PREFIX)]
+    assert f"twprobe-{ours}" not in nsmod.list_named("twprobe-")
 
 
 def test_detection_is_false_on_this_kernel(netns: object) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -31,6 +32,7 @@ app = typer.Typer(
 DEFAULT_SOCKET = "/var/run/eni/eni.socket"
 DEFAULT_STATE_DIR = "/var/lib/cni/terway"
 DEFAULT_DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
+DEFAULT_NODE_CHECKS_PERIOD = "60s"
 
 
 @app.callback()
@@ -51,6 +53,9 @@ def daemon(
     gc_period: Annotated[str, typer.Option(help="How often to release the IPs of pods gone from the API server (Go duration).")] = "5m",
     gc_grace: Annotated[str, typer.Option(help="Never release an allocation younger than this (a pod being created).")] = "2m",
     device_plugin_dir: Annotated[str, typer.Option(help="kubelet's device-plugin directory: --mode eni advertises aliyun/eni there ('' turns it off).")] = DEFAULT_DEVICE_PLUGIN_DIR,
+    node_checks_period: Annotated[str, typer.Option(envvar="TERWAYCTL_NODE_CHECKS_PERIOD", help="How often to run doctor's node checks and publish them on the Node (condition TerwayNetworkReady); needs an API server and --node-name; 0 turns it off.")] = DEFAULT_NODE_CHECKS_PERIOD,
+    cni_conf_dir: Annotated[Path, typer.Option(envvar="TERWAYCTL_CNI_CONF_DIR", help="The node's CNI configuration directory (for the node checks).")] = Path("/etc/cni/net.d"),
+    cni_bin_dir: Annotated[Path, typer.Option(envvar="TERWAYCTL_CNI_BIN_DIR", help="The node's CNI plugin directory (for the node checks).")] = Path("/opt/cni/bin"),
     log_format: Annotated[str, typer.Option(help="logfmt or json.")] = "logfmt",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -73,6 +78,8 @@ def daemon(
     options = global_options(ctx)
     durations = {"gc_period": parse_duration(gc_period, "--gc-period"),
                  "gc_grace": parse_duration(gc_grace, "--gc-grace")}
+    checks_period = 0.0 if node_checks_period.strip() in ("0", "0s") else parse_duration(
+        node_checks_period, "--node-checks-period")
     kube = connect_cluster(options, os.environ)
     try:
         daemon_config = _build_config(
@@ -81,10 +88,39 @@ def daemon(
             metrics=metrics, pod_annotations=pod_annotations, node_name=node_name or "", kube=kube, **durations,
         )
         _run(options, daemon_config, kube, explicit=_on_command_line(ctx, "region", "profile"),
-             device_plugin_dir=Path(device_plugin_dir) if device_plugin_dir else None)
+             device_plugin_dir=Path(device_plugin_dir) if device_plugin_dir else None,
+             node_checks=NodeChecks(checks_period, cni_conf_dir, cni_bin_dir))
     finally:
         if kube is not None:
             kube.close()
+
+
+@dataclass(frozen=True)
+class NodeChecks:
+    """How the daemon publishes doctor's node checks on its Node (terwayctl.doctor.publish)."""
+
+    period: float
+    """Seconds; 0: off."""
+    cni_conf_dir: Path
+    cni_bin_dir: Path
+
+
+def start_node_checks(kube: KubeClient | None, config: DaemonConfig, checks: NodeChecks | None) -> Any:
+    """The doctor-owned reporter of the node's checks, started; None without an API server, a node name or a period."""
+    import logging
+
+    if checks is None or checks.period <= 0 or kube is None:
+        return None
+    if not config.node_name:
+        logging.getLogger("terwayctl.node").warning(
+            "no --node-name (NODE_NAME): the node checks are not published (condition TerwayNetworkReady)")
+        return None
+    from terwayctl.doctor.context import DoctorOptions
+    from terwayctl.doctor.publish import daemon_reporter
+
+    options = DoctorOptions(scopes=frozenset({"node"}), netns=config.node_netns, socket=config.socket_path,
+                            cni_conf_dir=checks.cni_conf_dir, cni_bin_dir=checks.cni_bin_dir)
+    return daemon_reporter(kube, config.node_name, checks.period, options).start()
 
 
 def _on_command_line(ctx: typer.Context, *names: str) -> frozenset[str]:
@@ -189,7 +225,7 @@ def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
 
 def _run(
     options: GlobalOptions, config: DaemonConfig, kube: KubeClient | None = None, explicit: frozenset[str] = frozenset(),
-    device_plugin_dir: Path | None = None,
+    device_plugin_dir: Path | None = None, node_checks: NodeChecks | None = None,
 ) -> None:
     """`explicit`: the global options given as flags ("region", "profile"), which beat eni_conf."""
     import dataclasses
@@ -225,10 +261,13 @@ def _run(
                 from terwayctl.node.deviceplugin import start_for_daemon
 
                 plugin = start_for_daemon(running.daemon, device_plugin_dir)
+            reporter = start_node_checks(kube, config, node_checks)
             try:
                 while not stop.wait(0.5):
                     pass
             finally:
+                if reporter is not None:
+                    reporter.stop()
                 if plugin is not None:
                     plugin.stop()
     finally:

@@ -29,6 +29,8 @@ ENV_CNI_BIN_DIR = "TERWAYCTL_CNI_BIN_DIR"
 DEFAULT_CNI_CONF_DIR = Path("/etc/cni/net.d")
 DEFAULT_CNI_BIN_DIR = Path("/opt/cni/bin")
 DEFAULT_SOCKET = Path("/var/run/eni/eni.socket")
+ENV_STATE_DIR = "TERWAYCTL_STATE_DIR"
+DEFAULT_STATE_DIR = Path("/var/lib/cni/terway")
 
 MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}
 COLORS = {"ok": "32", "warn": "33", "fail": "31"}
@@ -99,19 +101,32 @@ def doctor(
     low_ips: Annotated[int, typer.Option(help="Warn when a vSwitch has fewer free IPs than this.")] = 64,
     event_window: Annotated[int, typer.Option(help="Minutes: events older than this are ignored.")] = 60,
     probe: Annotated[bool, typer.Option("--probe", help="Run the active probes (off by default).")] = False,
-    probe_from: Annotated[Optional[str], typer.Option(help="Probe from this pod namespace instead of a temporary one.")] = None,  # noqa: UP045
+    probe_from: Annotated[Optional[str], typer.Option(help="Probe from this pod's namespace (a netns name or path, or pod/<namespace>/<name> of a pod on this node) instead of a temporary one; implies --probe.")] = None,  # noqa: UP045
     probe_source: Annotated[Optional[str], typer.Option(help="Source IPv4 of the temporary probe namespace (default 169.254.199.x).")] = None,  # noqa: UP045
     external_target: Annotated[Optional[str], typer.Option(help="IP[:PORT] outside the VPC to reach (no default).")] = None,  # noqa: UP045
     hostport_target: Annotated[Optional[str], typer.Option(help="NODE-IP:PORT of a hostPort on this node to reach.")] = None,  # noqa: UP045
     probe_timeout: Annotated[float, typer.Option(help="Seconds per probe attempt.")] = 3.0,
+    state_dir: Annotated[Path, typer.Option(envvar=ENV_STATE_DIR, help="The node daemon's state directory (where --probe-from pod/... finds the pod).")] = DEFAULT_STATE_DIR,
+    all_nodes: Annotated[bool, typer.Option("--all-nodes", help="Show what every node's daemon published (TerwayNetworkReady), one line per node.")] = False,
+    node: Annotated[Optional[str], typer.Option("--node", help="Show the full report one node's daemon published.")] = None,  # noqa: UP045
     output: OutputOption = Output.table,
 ) -> None:
     """Diagnose the cloud, the cluster and this node; print each check with evidence and fix; exit 1 on a failure."""
     from terwayctl.doctor import DoctorOptions, real_inputs, run
 
+    if all_nodes or node is not None:
+        from terwayctl.cli.doctor_fleet import show_fleet
+
+        if all_nodes and node is not None:
+            raise InvalidInput("--all-nodes and --node NAME do not go together", hint="give one of them")
+        show_fleet(ctx, node, output)
+        return
     if low_ips < 0 or event_window <= 0 or not 0 < probe_timeout <= 30:
         raise InvalidInput("--low-ips must be >= 0, --event-window > 0 and --probe-timeout in (0, 30]")
     _check_netns("--netns", netns)
+    if probe_from is not None:
+        probe = True
+        probe_from = _pod_netns(ctx, probe_from, state_dir)
     _check_netns("--probe-from", probe_from)
     conf_origin = _origin(ctx, "eni_conf", "--eni-conf", ENV_ENI_CONF)
     if eni_conf is not None and conf_origin == "--eni-conf" and not eni_conf.exists():
@@ -147,6 +162,33 @@ def doctor(
         emit_structured(report_rows(report), output.value)
     if report.failed:
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _pod_netns(ctx: typer.Context, probe_from: str, state_dir: Path) -> str:
+    """`--probe-from pod/NS/NAME`: the pod's netns on this node (from the daemon's store); else as given."""
+    from terwayctl.doctor.podns import is_pod_ref, pod_netns
+
+    if not is_pod_ref(probe_from):
+        return probe_from
+    g = global_options(ctx)
+    opened: list[Any] = []
+
+    def connect() -> Any:
+        from terwayctl.kube.client import connect as kube_connect
+        from terwayctl.kube.errors import KubeConfigError
+
+        try:
+            client = kube_connect(g.kubeconfig, g.context, request_timeout=10.0)
+        except KubeConfigError:
+            return None
+        opened.append(client)
+        return client
+
+    try:
+        return pod_netns(probe_from, state_dir, connect)
+    finally:
+        for client in opened:
+            client.close()
 
 
 def _origin(ctx: typer.Context, name: str, flag: str, variable: str) -> str:

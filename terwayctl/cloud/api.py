@@ -89,6 +89,22 @@ class EniApi(Protocol):
     def unassign_private_ip_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None: ...
 
 
+class Ipv6EniApi(Protocol):
+    """IPv6 addresses of ENIs (a dual-stack node's pool); a separate Protocol so IPv4-only fakes
+    of `EniApi` stay complete."""
+
+    def assign_ipv6_addresses(
+        self,
+        network_interface_id: str,
+        *,
+        count: int = 0,
+        addresses: Sequence[str] = (),
+        client_token: str | None = None,
+    ) -> list[str]: ...
+
+    def unassign_ipv6_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None: ...
+
+
 class EcsApi(InstanceTypeSource, EniApi, Protocol):
     """Every ECS call terwayctl makes."""
 

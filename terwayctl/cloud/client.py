@@ -214,8 +214,10 @@ class CloudClient:
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
         client_token: str | None = None,
+        ipv6_count: int = 0,
     ) -> NetworkInterface:
-        """Create an ENI (Available, not attached). One ClientToken for all retries of this call."""
+        """Create an ENI (Available, not attached). One ClientToken for all retries of this call.
+        `ipv6_count`: IPv6 addresses created with it (Ipv6AddressCount; 0 sends nothing)."""
         if not security_group_ids:
             raise CloudInvalidParameter(
                 "CreateNetworkInterface needs at least one security group", code="MissingSecurityGroupId"
@@ -228,6 +230,8 @@ class CloudClient:
         }
         if secondary_ip_count:
             params["SecondaryPrivateIpAddressCount"] = secondary_ip_count
+        if ipv6_count:
+            params["Ipv6AddressCount"] = ipv6_count
         for i, (key, value) in enumerate((tags or {}).items(), start=1):
             params[f"Tag.{i}.Key"] = key
             params[f"Tag.{i}.Value"] = value
@@ -287,6 +291,44 @@ class CloudClient:
             batch = addresses[start : start + MAX_IPS_PER_CALL]
             params = {"NetworkInterfaceId": network_interface_id, **_indexed("PrivateIpAddress", batch)}
             self._call("ecs", "UnassignPrivateIpAddresses", params, unsafe_retry=False)
+
+    def assign_ipv6_addresses(
+        self,
+        network_interface_id: str,
+        *,
+        count: int = 0,
+        addresses: Sequence[str] = (),
+        client_token: str | None = None,
+    ) -> list[str]:
+        """AssignIpv6Addresses: `count` new IPv6 addresses (Ipv6AddressCount) or the given ones
+        (Ipv6Address.N), in calls of at most 10, each with its own ClientToken (reused by its
+        retries); `client_token` only for a single call. Returns the assigned addresses."""
+        if client_token is not None and (count > MAX_IPS_PER_CALL or len(addresses) > MAX_IPS_PER_CALL):
+            raise CloudInvalidParameter(
+                f"one ClientToken covers one call of at most {MAX_IPS_PER_CALL} addresses", code="InvalidParameter"
+            )
+        if bool(count) == bool(addresses) or count < 0:
+            raise CloudInvalidParameter(
+                "give either a positive count or the IPv6 addresses to assign", code="InvalidParameter"
+            )
+        assigned: list[str] = []
+        for batch in _batches(addresses, count):
+            params: dict[str, object] = {"NetworkInterfaceId": network_interface_id}
+            if isinstance(batch, int):
+                params["Ipv6AddressCount"] = batch
+            else:
+                params.update(_indexed("Ipv6Address", batch))
+            reply = self._call("ecs", "AssignIpv6Addresses", params, client_token=client_token or self._new_token())
+            got = _assigned_ipv6(reply)
+            assigned += got if got else ([] if isinstance(batch, int) else list(batch))
+        return assigned
+
+    def unassign_ipv6_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None:
+        """UnassignIpv6Addresses (Ipv6Address.N), 10 per call; retried only when the cloud refused."""
+        for start in range(0, len(addresses), MAX_IPS_PER_CALL):
+            batch = addresses[start : start + MAX_IPS_PER_CALL]
+            params = {"NetworkInterfaceId": network_interface_id, **_indexed("Ipv6Address", batch)}
+            self._call("ecs", "UnassignIpv6Addresses", params, unsafe_retry=False)
 
     # ----------------------------------------------------------------------------------- VPC
 
@@ -530,6 +572,17 @@ def _batches(addresses: Sequence[str], count: int) -> Iterator[int | Sequence[st
     while count > 0:
         yield min(count, MAX_IPS_PER_CALL)
         count -= MAX_IPS_PER_CALL
+
+
+def _assigned_ipv6(reply: Json) -> list[str]:
+    """AssignIpv6Addresses' `Ipv6Sets.Ipv6Address` (a list, or one string)."""
+    sets = reply.get("Ipv6Sets")
+    value = sets.get("Ipv6Address") if isinstance(sets, Mapping) else None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return []
 
 
 def _assigned_ips(reply: Json) -> list[str]:

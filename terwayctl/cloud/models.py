@@ -101,6 +101,8 @@ class VSwitch:
     route_table_id: str = ""
     route_table_type: str = ""
     """System or Custom: the route table the vSwitch uses."""
+    ipv6_cidr_block: str = ""
+    """The vSwitch's IPv6 /64; "" when IPv6 is not enabled on it."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,7 @@ def vswitch_from_api(obj: Json) -> VSwitch:
         vswitch_name=_str(obj, "VSwitchName"),
         route_table_id=_str(table, "RouteTableId"),
         route_table_type=_str(table, "RouteTableType"),
+        ipv6_cidr_block=_str(obj, "Ipv6CidrBlock"),
     )
 
 

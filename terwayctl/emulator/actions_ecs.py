@@ -7,6 +7,7 @@ from typing import Any
 
 from terwayctl.core.catalog import InstanceType
 from terwayctl.data import embedded_catalog
+from terwayctl.emulator import ipv6
 from terwayctl.emulator import params as p
 from terwayctl.emulator.context import Call, Handler, Reply, eni_info, loads
 from terwayctl.emulator.errors import ApiError, not_found
@@ -111,6 +112,7 @@ def _instance_reply(call: Call, inst: sqlite3.Row) -> Reply:
             "NetworkInterfaceId": eni["eni_id"], "Type": eni["type"], "MacAddress": eni["mac"],
             "PrimaryIpAddress": first,
             "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": ip, "Primary": prim} for ip, prim in ips]},
+            "Ipv6Sets": ipv6.sets_reply(conn, eni["eni_id"]),
         })
     return {
         "InstanceId": inst["instance_id"], "InstanceName": inst["name"] or inst["instance_id"],
@@ -159,7 +161,7 @@ def eni_reply(conn: sqlite3.Connection, eni: sqlite3.Row) -> Reply:
         "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": ip, "Primary": prim} for ip, prim in ips]},
         "SecurityGroupIds": {"SecurityGroupId": loads(eni["security_group_ids"])},
         "Tags": {"Tag": [{"TagKey": t["Key"], "TagValue": t.get("Value", "")} for t in loads(eni["tags"])]},
-        "Ipv6Sets": {"Ipv6Set": []}, "CreationTime": eni["created_at"], "ServiceManaged": False,
+        "Ipv6Sets": ipv6.sets_reply(conn, eni["eni_id"]), "CreationTime": eni["created_at"], "ServiceManaged": False,
         "ResourceGroupId": "",
     }
 
@@ -218,6 +220,17 @@ def create_network_interface(call: Call) -> Reply:
         raise ApiError("InvalidParameter.Conflict",
                        "SecondaryPrivateIpAddressCount and PrivateIpAddress.N cannot be given together.")
     primary = p.optional(call.params, "PrimaryIpAddress")
+    count6 = p.integer(call.params, "Ipv6AddressCount", 0, 0, 1 << 16)
+    wanted6 = p.indexed(call.params, "Ipv6Address")
+    if count6 and wanted6:
+        raise ApiError("InvalidParameter.Conflict", "Ipv6AddressCount and Ipv6Address.N cannot be given together.")
+    if len(wanted6) or count6:
+        if not ipv6.vswitch_ipv6(conn, vsw["vswitch_id"]):
+            raise ApiError(ipv6.IPV6_NOT_SUPPORTED,
+                           f"The vSwitch \"{vsw['vswitch_id']}\" has no IPv6 CIDR block; enable IPv6 on it.")
+        if len(wanted6) + count6 > ipv6.MAX_UNATTACHED:
+            raise ApiError(ipv6.IPV6_COUNT_EXCEEDED,
+                           f"An ENI that is not attached holds at most {ipv6.MAX_UNATTACHED} IPv6 addresses.")
     if 1 + count + len(wanted) > available_count(conn, vsw["vswitch_id"]):
         raise ApiError("InvalidVSwitchId.IpNotEnough",
                        f"The specified VSwitch \"{vsw['vswitch_id']}\" has not enough IpAddress.")
@@ -238,6 +251,10 @@ def create_network_interface(call: Call) -> Reply:
         allocate_specific(conn, vsw["vswitch_id"], eni_id, wanted)
     elif count:
         allocate(conn, vsw["vswitch_id"], eni_id, count)
+    if wanted6:
+        ipv6.allocate_specific(conn, vsw["vswitch_id"], eni_id, wanted6)
+    elif count6:
+        ipv6.allocate(conn, vsw["vswitch_id"], eni_id, count6)
     reply = eni_reply(conn, eni_row(conn, eni_id))
     reply.pop("InstanceId")
     return reply
@@ -276,6 +293,9 @@ def attach_network_interface(call: Call) -> Reply:
         raise ApiError("InvalidOperation.Ipv4CountExceeded",
                        f"The ENI has more private addresses than {itype.name} allows per ENI "
                        f"({itype.eni_private_ip_quantity}).")
+    if len(ipv6.eni_ipv6s(conn, eni["eni_id"])) > (itype.eni_ipv6_quantity or 0):
+        raise ApiError(ipv6.IPV6_COUNT_EXCEEDED,
+                       f"The ENI has more IPv6 addresses than {itype.name} allows per ENI ({itype.eni_ipv6_quantity}).")
     delay = call.delay_s("attach_delay_ms")
     if delay > 0:
         conn.execute("UPDATE enis SET status = 'Attaching', instance_id = ?, pending_status = 'InUse', pending_at = ?"
@@ -311,6 +331,7 @@ def delete_network_interface(call: Call) -> Reply:
     if eni["type"] == "Primary" or eni["status"] != "Available":
         raise _wrong_state(eni, "Available (and not a primary ENI)")
     release_ips(conn, eni["eni_id"])
+    ipv6.release(conn, eni["eni_id"])
     conn.execute("DELETE FROM enis WHERE eni_id = ?", (eni["eni_id"],))
     return {}
 
@@ -387,4 +408,5 @@ ECS_ACTIONS: dict[str, Handler] = {
     "DeleteNetworkInterface": delete_network_interface,
     "AssignPrivateIpAddresses": assign_private_ip_addresses,
     "UnassignPrivateIpAddresses": unassign_private_ip_addresses,
+    **ipv6.ECS_IPV6_ACTIONS,
 }

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from terwayctl.emulator import ipv6
 from terwayctl.emulator import params as p
 from terwayctl.emulator.context import Call, Handler, Reply
 from terwayctl.emulator.errors import ApiError, invalid_parameter, not_found
@@ -60,7 +61,8 @@ def describe_vpcs(call: Call) -> Reply:
         return {
             "VpcId": vpc["vpc_id"], "VpcName": vpc["name"], "RegionId": call.region, "Status": "Available",
             "CidrBlock": vpc["cidr"], "VRouterId": "vrt-" + vpc["vpc_id"].removeprefix("vpc-"), "IsDefault": False,
-            "Description": "", "CreationTime": CREATION_TIME, "ResourceGroupId": "", "Ipv6CidrBlock": "",
+            "Description": "", "CreationTime": CREATION_TIME, "ResourceGroupId": "",
+            "Ipv6CidrBlock": ipv6.vpc_ipv6(conn, vpc["vpc_id"]),
             "VSwitchIds": {"VSwitchId": vswitches}, "NatGatewayIds": {"NatGatewayIds": nats},
             "SecondaryCidrBlocks": {"SecondaryCidrBlock": []}, "UserCidrs": {"UserCidr": []},
         }
@@ -81,8 +83,8 @@ def describe_vswitches(call: Call) -> Reply:
             "VSwitchId": vsw["vswitch_id"], "VSwitchName": vsw["name"], "VpcId": vsw["vpc_id"],
             "ZoneId": vsw["zone_id"], "CidrBlock": vsw["cidr"], "Status": status_of(conn, vsw["vswitch_id"]),
             "AvailableIpAddressCount": available_count(conn, vsw["vswitch_id"]), "IsDefault": False,
-            "Description": "", "CreationTime": CREATION_TIME, "ResourceGroupId": "", "Ipv6CidrBlock": "",
-            "NetworkAclId": "",
+            "Description": "", "CreationTime": CREATION_TIME, "ResourceGroupId": "",
+            "Ipv6CidrBlock": ipv6.vswitch_ipv6(conn, vsw["vswitch_id"]), "NetworkAclId": "",
             "RouteTable": {"RouteTableId": table_id, "RouteTableType": table_type},
         }
 
@@ -254,9 +256,14 @@ def create_vswitch(call: Call) -> Reply:
         if net.overlaps(ipaddress.IPv4Network(other["cidr"])):
             raise ApiError("InvalidCidrBlock.Overlapped", f"The specified CidrBlock \"{text}\" overlaps the vSwitch "
                            f"{other['vswitch_id']} ({other['cidr']}).")
+    block = call.params.get("Ipv6CidrBlock", "")
+    if block and not ipv6.vpc_ipv6(conn, vpc_id):
+        raise ApiError("InvalidVpc.Ipv6NotEnabled", f"The VPC \"{vpc_id}\" has no IPv6 CIDR block; enable IPv6 on it first.")
     vswitch_id = new_id(conn, "vsw")
     conn.execute("INSERT INTO vswitches VALUES (?, ?, ?, ?, ?)",
                  (vswitch_id, vpc_id, zone, str(net), p.optional(call.params, "VSwitchName") or ""))
+    if block:
+        ipv6.enable_vswitch(conn, vswitch_id, vpc_id, p.integer(call.params, "Ipv6CidrBlock", 0, 0, 255))
     mark_pending(conn, vswitch_id)
     return {"VSwitchId": vswitch_id}
 
@@ -368,4 +375,5 @@ VPC_ACTIONS: dict[str, Handler] = {
     "DescribeEipAddresses": describe_eip_addresses,
     "CreateSnatEntry": create_snat_entry,
     "DeleteSnatEntry": delete_snat_entry,
+    **ipv6.VPC_IPV6_ACTIONS,
 }

@@ -41,8 +41,18 @@ def eni_info(conn: sqlite3.Connection, eni: sqlite3.Row) -> EniInfo:
     return EniInfo(
         eni_id=eni["eni_id"], mac=eni["mac"], primary_ip=primary, private_ips=tuple(ip for ip, _ in ips),
         vswitch_id=eni["vswitch_id"], vswitch_cidr=cidr, gateway=gateway, vpc_id=eni["vpc_id"],
-        zone_id=eni["zone_id"],
+        zone_id=eni["zone_id"], **_ipv6_fields(conn, eni),
     )
+
+
+def _ipv6_fields(conn: sqlite3.Connection, eni: sqlite3.Row) -> dict[str, Any]:
+    from terwayctl.emulator import ipv6
+
+    cidr = ipv6.vswitch_ipv6(conn, eni["vswitch_id"])
+    if not cidr:
+        return {}
+    return {"ipv6_ips": tuple(ipv6.eni_ipv6s(conn, eni["eni_id"])), "ipv6_cidr": cidr,
+            "ipv6_gateway": ipv6.gateway_of(cidr), "ipv6_internet": tuple(ipv6.internet_ipv6s(conn, eni["eni_id"]))}
 
 
 def settle(conn: sqlite3.Connection, now: float) -> list[HookEvent]:

@@ -26,6 +26,10 @@ class EniInfo:
     gateway: str
     vpc_id: str
     zone_id: str
+    ipv6_ips: tuple[str, ...] = ()
+    ipv6_cidr: str = ""
+    ipv6_gateway: str = ""
+    ipv6_internet: tuple[str, ...] = ()  # the IPv6 addresses with internet bandwidth (the VPC's IPv6 gateway)
 
 
 class EniHook(Protocol):

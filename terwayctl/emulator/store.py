@@ -75,7 +75,9 @@ class Store:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
+            from terwayctl.emulator.ipv6 import SCHEMA as IPV6_SCHEMA
+
+            self._conn.executescript(SCHEMA + IPV6_SCHEMA)
         except sqlite3.Error as exc:
             self._conn.close()
             raise InvalidInput(f"cannot use the state file {self.path}: {exc}",
@@ -257,6 +259,9 @@ def seed_world(conn: sqlite3.Connection, world: World) -> None:
         "INSERT INTO vswitches VALUES (?, ?, ?, ?, ?)",
         [(v.id, v.vpc_id, v.zone, v.cidr, v.name) for v in world.vswitches],
     )
+    conn.executemany("INSERT INTO vpc_ipv6 VALUES (?, ?)", [(v.id, v.ipv6_cidr) for v in world.vpcs if v.ipv6_cidr])
+    conn.executemany("INSERT INTO vswitch_ipv6 VALUES (?, ?)",
+                     [(v.id, v.ipv6_cidr) for v in world.vswitches if v.ipv6_cidr])
     conn.executemany(
         "INSERT INTO security_groups VALUES (?, ?, ?)", [(g.id, g.vpc_id, g.name) for g in world.security_groups]
     )

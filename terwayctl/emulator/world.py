@@ -39,6 +39,7 @@ class Vpc:
     id: str
     cidr: str
     name: str = ""
+    ipv6_cidr: str = ""  # a /56 (scenario `ipv6: true` picks the next of 2001:db8::/32), "" = IPv4 only
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class VSwitch:
     zone: str
     cidr: str
     name: str = ""
+    ipv6_cidr: str = ""  # a /64 of the VPC's /56 (scenario `ipv6_cidr_block: 0..255`), "" = none
 
 
 @dataclass(frozen=True)
@@ -308,12 +310,18 @@ def _key_pairs(parser: _Parser, data: Mapping[str, Any]) -> tuple[KeyPair, ...]:
 
 
 def _vpcs(parser: _Parser, data: Mapping[str, Any]) -> tuple[Vpc, ...]:
-    vpcs = []
+    vpcs: list[Vpc] = []
     for i, item in enumerate(parser.items(data, "vpcs")):
         where = f"vpcs[{i}]"
         cidr = parser.text(item, where, "cidr")
         _network(parser, where, cidr)
-        vpcs.append(Vpc(id=parser.new_id(item, where, "vpc", i), cidr=cidr, name=str(item.get("name", ""))))
+        v6 = ""
+        if item.get("ipv6"):
+            from terwayctl.emulator.ipv6 import vpc_cidr_for
+
+            v6 = vpc_cidr_for(len([v for v in vpcs if v.ipv6_cidr]))
+        vpcs.append(Vpc(id=parser.new_id(item, where, "vpc", i), cidr=cidr, name=str(item.get("name", "")),
+                        ipv6_cidr=v6))
     return tuple(vpcs)
 
 
@@ -350,7 +358,22 @@ def _vswitches(
         zone = parser.text(item, where, "zone")
         if zone not in zones:
             raise parser.fail(where, f"zone {zone!r} is not in the scenario's zones", f"use one of {', '.join(zones)}")
-        result.append(VSwitch(parser.new_id(item, where, "vsw", i), vpc.id, zone, cidr, str(item.get("name", ""))))
+        v6 = ""
+        block = item.get("ipv6_cidr_block")
+        if block is not None:
+            if not vpc.ipv6_cidr:
+                raise parser.fail(where, f"ipv6_cidr_block given, but the VPC {vpc.id} has no IPv6 CIDR",
+                                  "add 'ipv6: true' to the VPC")
+            if not isinstance(block, int) or isinstance(block, bool) or not 0 <= block <= 255:
+                raise parser.fail(where, f"ipv6_cidr_block must be 0..255, got {block!r}",
+                                  "the /64's number inside the VPC's /56")
+            from terwayctl.emulator.ipv6 import vswitch_cidr_in
+
+            v6 = vswitch_cidr_in(vpc.ipv6_cidr, block)
+            if any(o.ipv6_cidr == v6 for o in result):
+                raise parser.fail(where, f"ipv6_cidr_block {block} is used by another vSwitch", "pick another")
+        result.append(VSwitch(parser.new_id(item, where, "vsw", i), vpc.id, zone, cidr, str(item.get("name", "")),
+                              ipv6_cidr=v6))
     return tuple(result)
 
 

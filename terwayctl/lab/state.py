@@ -187,7 +187,8 @@ class LabDir:
 def cloud_env(url: str, region: str) -> dict[str, str]:
     """Environment variables that point terwayctl (and the aliyun SDK) at the lab's emulator."""
     keep = {k: v for k, v in os.environ.items()
-            if k in ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV", naming.LAB_DIR_ENV)}
+            if k in ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV", naming.LAB_DIR_ENV,
+                     "TERWAYCTL_NODE_CHECKS_PERIOD")}
     from terwayctl.lab.model import ACCESS_KEY_ID, ACCESS_KEY_SECRET
 
     return {

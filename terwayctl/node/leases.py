@@ -54,6 +54,8 @@ class StickyIps:
         self.pool = pool
         self.duration = duration
         self.clock = clock
+        self._lock = threading.Lock()
+        """held over each store change and its pool change, so expiry never runs between the two"""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,12 +71,13 @@ class StickyIps:
         now = self.clock()
         lease = Lease(record.ip, owner.pod_namespace, owner.pod_name, owner.pod_uid, owner.sticky, now,
                       now + self.duration)
-        older = self.store.release_to_lease(record.ip, owner.container_id, lease)
-        if older is None:
-            return False
-        self.pool.lease(record.ip)
-        for ip in older:
-            self.pool.unlease(ip)
+        with self._lock:
+            older = self.store.release_to_lease(record.ip, owner.container_id, lease)
+            if older is None:
+                return False
+            self.pool.lease(record.ip)
+            for ip in older:
+                self.pool.unlease(ip)
         self._wake.set()
         log.info("%s kept for %s/%s (%s) until %s", record.ip, owner.pod_namespace, owner.pod_name, owner.sticky,
                  _when(lease.expires))
@@ -91,20 +94,23 @@ class StickyIps:
         eni = self.pool.eni_of(lease.ip)
         if eni is None:
             return None
-        try:
-            self.store.take_lease(lease.ip, owner, host_ifname=host_ifname(lease.ip, eni), mode=mode)
-        except Conflict as exc:
-            log.info("lease of %s for %s/%s not taken: %s", lease.ip, owner.pod_namespace, owner.pod_name, exc)
-            return None
-        self.pool.take_leased(lease.ip)
+        host = host_ifname(lease.ip, eni)
+        with self._lock:
+            try:
+                self.store.take_lease(lease.ip, owner, host_ifname=host, mode=mode)
+            except Conflict as exc:
+                log.info("lease of %s for %s/%s not taken: %s", lease.ip, owner.pod_namespace, owner.pod_name, exc)
+                return None
+            self.pool.take_leased(lease.ip)
         log.info("%s back to %s/%s (leased since %s)", lease.ip, owner.pod_namespace, owner.pod_name,
                  _when(lease.released))
         return lease.ip, eni, lease
 
     def restore(self, lease: Lease, container_id: str) -> None:
         """Undo `take` (the ADD failed after it): the lease as it was."""
-        if self.store.release_to_lease(lease.ip, container_id, lease) is not None:
-            self.pool.lease(lease.ip)
+        with self._lock:
+            if self.store.release_to_lease(lease.ip, container_id, lease) is not None:
+                self.pool.lease(lease.ip)
 
     # --- expiry -----------------------------------------------------------------------------------
 
@@ -115,11 +121,13 @@ class StickyIps:
         for lease in self.store.leases():
             if lease.expires > now:
                 break  # ordered by expiry
-            if self.store.end_lease(lease.ip, expired_at=now):
+            with self._lock:
+                if not self.store.end_lease(lease.ip, expired_at=now):
+                    continue  # taken back by its pod meanwhile
                 self.pool.unlease(lease.ip)
-                ended.append(lease.ip)
-                log.info("lease of %s for %s/%s expired: back to the pool", lease.ip, lease.pod_namespace,
-                         lease.pod_name)
+            ended.append(lease.ip)
+            log.info("lease of %s for %s/%s expired: back to the pool", lease.ip, lease.pod_namespace,
+                     lease.pod_name)
         return ended
 
     def start(self) -> StickyIps:

@@ -19,7 +19,7 @@ from ipaddress import IPv4Network
 
 from terwayctl.core.bandwidth import tbf_parameters
 from terwayctl.kernel import netns
-from terwayctl.kernel.datapath import policy, svcveth
+from terwayctl.kernel.datapath import policy, svcveth, v6
 from terwayctl.kernel.datapath._links import IFF_UP, link_get, link_index, link_kind, link_mac
 from terwayctl.kernel.datapath.conn import NodeConn
 from terwayctl.kernel.datapath.model import (
@@ -89,6 +89,8 @@ def _pod_side(pn: Netlink, ifname: str, spec: PodNetwork, reported: Reported) ->
         problems.append(f"{ifname} lacks {spec.pod_ip}/{prefix}")
     routes = [r for r in pn.route("dump", table=RT_TABLE_MAIN) if r.get_attr("RTA_TABLE") == RT_TABLE_MAIN]
     for dst, gateway in reported.routes:
+        if ":" in dst:
+            continue  # an IPv6 route of a dual-stack result: judged by v6.check
         network = IPv4Network(dst)
         found = [
             r for r in routes
@@ -146,9 +148,20 @@ def check_on(conn: NodeConn, pod_netns: Namespace, ifname: str, spec: PodNetwork
         problems, pod_link = _pod_side(pn, ifname, spec, reported)
         if spec.mode is DatapathMode.EXCLUSIVE_ENI:
             problems += svcveth.check(conn, pn, spec)
+        if spec.mode is DatapathMode.VETH and spec.pod_ip6 is not None and pod_link is not None:
+            problems += _ipv6_side(conn, pn, ifname, spec, pod_link)
     if spec.mode is DatapathMode.VETH:
         problems += _node_side(conn, pod_link, spec, reported)
     return problems
+
+
+def _ipv6_side(conn: NodeConn, pn: Netlink, ifname: str, spec: PodNetwork, pod_link: Message) -> list[str]:
+    host = link_get(conn.nl, spec.host_ifname)
+    eni = link_index(conn.nl, spec.eni_ifname)
+    if host is None or eni is None:
+        return []  # reported by the IPv4 checks
+    table = spec.eni_table if spec.eni_table is not None else eni_table_id(eni)
+    return v6.check(conn, pn, ifname, spec, table, int(host["index"]), int(pod_link["index"]), link_mac(host))
 
 
 def check_pod(node_netns: Namespace, pod_netns: Namespace, ifname: str, spec: PodNetwork,

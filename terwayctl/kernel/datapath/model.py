@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 from terwayctl.core.bandwidth import PodBandwidth
 from terwayctl.core.errors import InvalidInput, TerwayctlError
@@ -80,6 +80,10 @@ class PodNetwork:
     host_src: IPv4Address | None = None
     """exclusive ENI: the preferred source of the node's route to the pod through that veth (the
     node's IP; without it the kernel may pick any address of the node, e.g. one on lo)"""
+    pod_ip6: IPv6Address | None = None
+    """dual stack (veth mode): the pod's IPv6 address (/128); None: IPv4 only (kernel/datapath/v6.py)"""
+    gateway6: IPv6Address | None = None
+    """dual stack: the vSwitch's IPv6 gateway (the ENI table's IPv6 default route)"""
 
     def __post_init__(self) -> None:
         if not 0 < self.prefix <= 32:
@@ -90,6 +94,10 @@ class PodNetwork:
         _check_ifname("host interface name", self.host_ifname)
         if self.service_veth is not None:
             _check_ifname("service veth name", self.service_veth)
+        if (self.pod_ip6 is None) != (self.gateway6 is None):
+            raise InvalidInput("a dual-stack pod needs both its IPv6 address and the IPv6 gateway")
+        if self.pod_ip6 is not None and self.mode is not DatapathMode.VETH:
+            raise InvalidInput(f"dual stack is built for veth mode only, not {self.mode}")
 
     @classmethod
     def for_pod(
@@ -106,6 +114,8 @@ class PodNetwork:
         eni_table: int | None = None,
         mode: DatapathMode = DatapathMode.VETH,
         bandwidth: PodBandwidth | None = None,
+        pod_ip6: IPv6Address | str | None = None,
+        gateway6: IPv6Address | str | None = None,
     ) -> PodNetwork:
         """A spec whose host veth is named from the pod, as upstream names it."""
         return cls(
@@ -118,6 +128,8 @@ class PodNetwork:
             eni_table=eni_table,
             mode=mode,
             bandwidth=bandwidth or PodBandwidth(),
+            pod_ip6=IPv6Address(pod_ip6) if pod_ip6 is not None else None,
+            gateway6=IPv6Address(gateway6) if gateway6 is not None else None,
         )
 
 

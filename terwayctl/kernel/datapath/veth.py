@@ -19,7 +19,7 @@ import contextlib
 from ipaddress import IPv4Address
 
 from terwayctl.kernel import netns
-from terwayctl.kernel.datapath import policy, tc
+from terwayctl.kernel.datapath import policy, tc, v6
 from terwayctl.kernel.datapath._links import (
     conf_key,
     delete_link,
@@ -95,12 +95,16 @@ def setup(
     host_msg, pod_msg, created = _ensure_pair(stack, conn, pod, pn, ifname, spec)
     host, pod_link = int(host_msg["index"]), int(pod_msg["index"])
     host_mac, pod_mac = link_mac(host_msg), link_mac(pod_msg)
+    if spec.pod_ip6 is not None:
+        v6.prepare_host_veth(conn, spec.host_ifname)
     set_up(nn, host_msg, spec.mtu)
 
     # pod side: address, the link-local next hop and its permanent neighbour entry
     lo = link_get(pn, "lo")
     if lo is not None:
         set_up(pn, lo)
+    if spec.pod_ip6 is not None:
+        v6.prepare_pod_link(pod, ifname)
     set_up(pn, pod_msg, spec.mtu)
     ensure_address(pn, pod_link, spec.pod_ip, 32)
     pn.neigh("replace", dst=str(POD_GATEWAY), lladdr=host_mac, ifindex=pod_link, state=NUD_PERMANENT)
@@ -110,6 +114,9 @@ def setup(
     policy.ensure_host_route(conn, routes, spec.pod_ip, host)
     if any(policy.ensure_pod_rules(conn, spec.pod_ip, table)):
         stack.callback(_delete_rules, conn, spec.pod_ip)
+    if spec.pod_ip6 is not None:
+        v6.setup(stack, conn, pod, pn, ifname, spec, eni_index=eni, table=table, host_index=host,
+                 host_mac=host_mac, pod_index=pod_link)
 
     if spec.bandwidth.egress is not None or not created:
         tc.shape(pn, pod, ifname, pod_link, spec.bandwidth.egress, spec.mtu)
@@ -146,6 +153,7 @@ def teardown(conn: NodeConn | None, pod: Namespace | None, ifname: str, spec: Po
     if conn is not None:
         policy.delete_pod_rules(conn, spec.pod_ip)
         host = link_index(conn.nl, spec.host_ifname)
+        v6.teardown(conn, spec, host)
         if host is not None:
             policy.delete_host_route(conn.nl, spec.pod_ip, host)
             delete_link(conn.nl, spec.host_ifname)  # takes the pod side with it

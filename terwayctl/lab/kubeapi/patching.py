@@ -34,9 +34,23 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    """A merge patch honouring `$patch: replace|delete` on maps; lists are replaced (enough here)."""
+MERGE_KEYS: dict[str, dict[Path, str]] = {
+    "Node": {("status", "conditions"): "type", ("status", "addresses"): "type"},
+    "Pod": {("status", "conditions"): "type"},
+}
+"""The lists of a kind that a strategic merge patch merges item by item, and their patchMergeKey (as the
+real types declare them, e.g. NodeStatus.conditions ``patchMergeKey:"type"``); other lists are replaced."""
+
+
+def strategic_merge_patch(target: Any, patch: Any, merge_keys: Mapping[Path, str] | None = None,
+                          path: Path = ()) -> Any:
+    """A merge patch honouring `$patch: replace|delete` on maps, and merging the lists of `merge_keys`
+    (path -> merge key) item by item (an item with `$patch: delete` removes the one of its key); other
+    lists are replaced (enough here)."""
     if not isinstance(patch, dict):
+        key = (merge_keys or {}).get(path)
+        if key is not None and isinstance(patch, list) and isinstance(target, list):
+            return _merge_list(target, patch, key)
         return copy.deepcopy(patch)
     directive = patch.get("$patch")
     if directive == "delete":
@@ -51,11 +65,28 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
             continue
-        merged = strategic_merge_patch(result.get(key), value)
+        merged = strategic_merge_patch(result.get(key), value, merge_keys, (*path, key))
         if merged is None:
             result.pop(key, None)
         else:
             result[key] = merged
+    return result
+
+
+def _merge_list(target: list[Any], patch: list[Any], key: str) -> list[Any]:
+    result = copy.deepcopy(target)
+    for item in patch:
+        if not isinstance(item, dict) or key not in item:
+            raise PatchError(f"a list merged by {key!r} needs {key!r} in every item of the patch")
+        at = next((i for i, old in enumerate(result) if isinstance(old, dict) and old.get(key) == item[key]), None)
+        if item.get("$patch") == "delete":
+            if at is not None:
+                del result[at]
+            continue
+        if at is None:
+            result.append(strategic_merge_patch({}, item))
+        else:
+            result[at] = strategic_merge_patch(result[at], item)
     return result
 
 

@@ -280,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         dry_run = _dry_run(query)
         manager = query.get("fieldManager") or self.headers.get("User-Agent", "unknown").split("/")[0]
         store, status_only = api.store, route.subresource == "status"
-        if route.subresource not in (None, "status"):
+        if route.subresource not in (None, "status") or (status_only and "status" not in rt.subresources):
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({route.subresource})")
         if route.name is None:
             if method == "GET":

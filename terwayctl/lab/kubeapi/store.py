@@ -19,6 +19,9 @@ from terwayctl.lab.kubeapi.resources import ResourceType
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (group/plural, namespace, name)
 PathSet = set[Path]  # named here: inside _Managers, `set` is its method
+STATUS_WRITES_METADATA = frozenset({"Node"})
+"""Kinds whose status subresource also takes labels and annotations (the real nodeStatusStrategy resets only
+spec); for the others a write to ``status`` changes the status alone."""
 
 
 class ApiError(Exception):
@@ -277,6 +280,12 @@ class Store:
                 merged = copy.deepcopy(old)
                 if "status" in obj:
                     merged["status"] = obj["status"]
+                if rt.kind in STATUS_WRITES_METADATA:
+                    for field in ("labels", "annotations"):
+                        if field in obj["metadata"]:
+                            merged["metadata"][field] = obj["metadata"][field]
+                        else:
+                            merged["metadata"].pop(field, None)
                 obj = merged
             else:
                 if "status" in old:
@@ -302,7 +311,7 @@ class Store:
                 if kind == "application/merge-patch+json":
                     result = patching.merge_patch(old, patch)
                 elif kind == "application/strategic-merge-patch+json":
-                    result = patching.strategic_merge_patch(old, patch)
+                    result = patching.strategic_merge_patch(old, patch, patching.MERGE_KEYS.get(rt.kind))
                 elif kind == "application/json-patch+json":
                     result = patching.json_patch(old, patch)
                 else:
