@@ -33,7 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pod_burst import env_for
+
 from terwayctl.cni.install import install as install_plugin
+from terwayctl.cni.shim import ensure_built
 from terwayctl.emulator import Emulator, parse_scenario
 from terwayctl.kernel import netns as nsmod
 from terwayctl.lab.vpcsim import VpcRouter, prepare_router
@@ -84,18 +89,6 @@ PROFILES = (
     Profile("kill", "5% lost replies + kill -9 mid-burst", _on(MUTATING, failure_ratio=0.05, fail_after_commit=True),
             kill=True),
 )
-
-
-def env_for(url: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "TERWAYCTL_ENDPOINT": url,
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": "emulator",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "emulator",
-        "ALIBABA_CLOUD_REGION_ID": "cn-hangzhou",
-        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-        "ALIBABA_CLOUD_CLI_PROFILE_DISABLED": "true",
-    }
 
 
 @dataclass
@@ -183,7 +176,7 @@ def lab(profile: Profile) -> Iterator[Lab]:
         raise SystemExit("needs root (network namespaces)")
     with tempfile.TemporaryDirectory(prefix="twbench-") as tmp:
         work = Path(tmp)
-        install_plugin(work / "bin")
+        install_plugin(work / "bin", shim=ensure_built())  # the static shim, as on a node
         created: list[str] = []
         names = [PREFIX + secrets.token_hex(4) for _ in range(3)]
         for name in names:

@@ -101,9 +101,9 @@ def hostport_lab(vpc_lab: Lab) -> Iterator[HostPortLab]:
     yield HostPortLab(vpc_lab, ips, other)
 
 
-def connect(ns: str, address: str, timeout: float = 3.0) -> str | None:
-    """One TCP connection to address:HOST_PORT from `ns`: the server's greeting, or None."""
-    done = _run(ns, [sys.executable, "-c", CLIENT, address, str(HOST_PORT), str(timeout)])
+def connect(ns: str, address: str, timeout: float = 3.0, port: int = HOST_PORT) -> str | None:
+    """One TCP connection to address:port from `ns`: the server's greeting, or None."""
+    done = _run(ns, [sys.executable, "-c", CLIENT, address, str(port), str(timeout)])
     return done.stdout.strip() if done.returncode == 0 else None
 
 

@@ -17,11 +17,9 @@ the healthy world has no failure. The non-node host gets skips and no failure.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,11 +29,11 @@ from typing import Any
 import pytest
 
 from terwayctl.cloud.client import CloudClient
-from terwayctl.cni import protocol
 from terwayctl.doctor import DoctorOptions, Inputs, Report, Status, Target, real_inputs, run
 from terwayctl.kernel import netns as nsmod
 from terwayctl.lab.kubeapi.seed import configmap, daemonset, eni_conf_text
 from terwayctl.lab.kubeapi.seed import node as node_object
+from tests.fixtures.doctor import StatusDaemon
 from tests.fixtures.emulator import EmulatorFactory, RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
 from tests.fixtures.netns import NetnsFactory
@@ -59,38 +57,6 @@ def text(report: Report, check_id: str) -> str:
 # --- a node built by hand -----------------------------------------------------------------------------------
 
 
-class Daemon:
-    """A unix socket speaking the CNI wire protocol: STATUS, and the detail document of `daemon status`."""
-
-    def __init__(self, path: Path, document: dict[str, Any]) -> None:
-        self.path, self.document = path, document
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    message = protocol.decode(protocol.recv_frame(conn, time.monotonic() + 5))
-                except Exception:  # noqa: BLE001 - a client that hung up
-                    continue
-                reply = protocol.Reply.success(self.document if message.get("detail") else None)
-                conn.sendall(protocol.encode_reply(reply))
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(5)
-
-
 def sh(ns: str, *argv: str) -> None:
     done = subprocess.run(nsmod.command(ns, list(argv)), capture_output=True, text=True, timeout=10, check=False)
     assert done.returncode == 0, (argv, done.stderr)
@@ -111,7 +77,7 @@ class NodeWorld:
     bin_dir: Path
     socket: Path
     document: dict[str, Any]
-    daemon: Daemon | None = None
+    daemon: StatusDaemon | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def doctor(self, *ids: str, **options: Any) -> Report:
@@ -126,7 +92,7 @@ class NodeWorld:
         if self.daemon is not None:
             self.daemon.close()
         self.socket.unlink(missing_ok=True)
-        self.daemon = Daemon(self.socket, document if document is not None else self.document)
+        self.daemon = StatusDaemon(self.socket, document if document is not None else self.document)
 
 
 @pytest.fixture

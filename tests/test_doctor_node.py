@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from terwayctl.cni import protocol
 from terwayctl.doctor import DoctorOptions, Inputs, Status, real_inputs, run
 from terwayctl.doctor.readers import (
     DaemonAllocation,
@@ -25,7 +21,7 @@ from terwayctl.doctor.readers import (
     PublishedPort,
 )
 from terwayctl.kernel import netns as nsmod
-from tests.fixtures.doctor import FakeKube, FakeNode, RunOne, terway_conf_dir
+from tests.fixtures.doctor import FakeKube, FakeNode, RunOne, StatusDaemon, terway_conf_dir
 from tests.fixtures.netns import NetnsFactory
 
 CONFLIST = {"cniVersion": "1.0.0", "name": "terway", "plugins": [{"type": "terway"}]}
@@ -361,35 +357,6 @@ def test_listening_docker_proxy(docker_proxy: tuple[str, subprocess.Popen[str]],
     assert found.evidence[0] == f"tcp/18080 -> 172.17.0.9:80 (docker-proxy pid {proc.pid}) in netns {ns}"
 
 
-class FakeDaemon:
-    """A unix socket speaking the CNI wire protocol: STATUS, and the detail document of `daemon status`."""
-
-    def __init__(self, path: Path, allocations: list[dict[str, str]]) -> None:
-        self.path, self.allocations = path, allocations
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                message = protocol.decode(protocol.recv_frame(conn, time.monotonic() + 5))
-                document = {"ready": True, "mode": "eniip", "allocations": self.allocations}
-                reply = protocol.Reply.success(document if message.get("detail") else None)
-                conn.sendall(protocol.encode_reply(reply))
-
-    def close(self) -> None:
-        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the serving thread
-        self.sock.close()
-        self.thread.join(5)
-
-
 def test_datapath_rules_against_the_kernel_and_a_daemon(netns: NetnsFactory, tmp_path: Path) -> None:
     ns = netns()
     _healthy(ns)
@@ -398,7 +365,8 @@ def test_datapath_rules_against_the_kernel_and_a_daemon(netns: NetnsFactory, tmp
     _sh(ns, "ip", "route", "add", "192.168.40.2/32", "dev", "cali0123456789a")
     _sh(ns, "ip", "rule", "add", "to", "192.168.40.2", "lookup", "main", "priority", "512")
     _sh(ns, "ip", "rule", "add", "from", "192.168.40.2", "lookup", "1002", "priority", "2048")
-    daemon = FakeDaemon(tmp_path / "eni.socket", [{"ip": "192.168.40.7", "pod": "default/db", "eni_id": "eni-1"}])
+    daemon = StatusDaemon(tmp_path / "eni.socket", {"ready": True, "mode": "eniip",
+                                                  "allocations": [{"ip": "192.168.40.7", "pod": "default/db", "eni_id": "eni-1"}]})
     try:
         opts = DoctorOptions(check_ids=("node.daemon-socket", "node.datapath-rules"), netns=ns,
                              cni_conf_dir=tmp_path, socket=tmp_path / "eni.socket")

@@ -16,7 +16,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Address
-from typing import Any
 
 import pytest
 
@@ -26,7 +25,7 @@ from terwayctl.node.config import PoolMode
 from tests.fixtures.netns import ping
 from tests.fixtures.node import ENI_CONF, Lab, Node, cloud_environ, wait_for
 from tests.test_cni_chain import env, ok, rendered_conflist, runtime, terway, wire_primary
-from tests.test_cni_hostport import HOST_PORT, HostPortLab, hostport_lab, stop
+from tests.test_cni_hostport import HOST_PORT, HostPortLab, _run, hostport_lab, stop
 from tests.test_cni_hostport import connect as hostport_connect
 from tests.test_cni_hostport import serve as hostport_serve
 from tests.test_node_exclusive import EXCLUSIVE_CONF
@@ -38,28 +37,6 @@ SERVICE_TO_NODE2 = "10.96.0.10"  # on node-1: -> a pod of node-2
 SERVICE_TO_NODE1 = "10.96.0.20"  # on node-2: -> the exclusive-ENI pod of node-1
 PORT = 80
 
-SERVER = """
-import socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 80))
-s.listen(16)
-s.settimeout(60)
-print("listening", flush=True)
-while True:
-    c, peer = s.accept()
-    c.sendall(("hello " + peer[0]).encode())
-    c.close()
-"""
-CLIENT = """
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
-print(s.recv(100).decode())
-"""
-
-
-def _run(ns: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(nsmod.command(ns, argv), capture_output=True, text=True, timeout=30, check=False, **kwargs)
 
 
 def kube_proxy(ns: str, service: str, backend: str) -> None:
@@ -76,9 +53,8 @@ def kube_proxy(ns: str, service: str, backend: str) -> None:
 
 
 def connect(ns: str, address: str, timeout: float = 3.0) -> str | None:
-    """One TCP connection to address:80 from `ns`: the server's greeting, or None."""
-    done = _run(ns, [sys.executable, "-c", CLIENT, address, str(PORT), str(timeout)])
-    return done.stdout.strip() if done.returncode == 0 else None
+    """One TCP connection to address:80 (a ClusterIP) from `ns`: the server's greeting, or None."""
+    return hostport_connect(ns, address, timeout, port=PORT)
 
 
 @pytest.fixture
@@ -86,18 +62,11 @@ def servers() -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
     yield started
     for server in started:
-        if server.poll() is None:
-            server.kill()
-        server.wait(timeout=10)
-        if server.stdout is not None:
-            server.stdout.close()
+        stop(server)
 
 
 def serve(pod_ns: str, started: list[subprocess.Popen[str]]) -> None:
-    server = subprocess.Popen(nsmod.command(pod_ns, [sys.executable, "-c", SERVER]), stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
-    started.append(server)
-    assert server.stdout is not None and server.stdout.readline().strip() == "listening"
+    started.append(hostport_serve(pod_ns))
 
 
 def _links(ns: str) -> dict[str, str]:

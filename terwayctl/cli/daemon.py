@@ -204,11 +204,12 @@ def _build_config(options: GlobalOptions, **flags: Any) -> DaemonConfig:
     identity = NodeIdentity(
         flags["instance_id"] or "", flags["zone"] or "", flags["vswitch_id"] or "", flags["instance_type"] or ""
     )
-    settings = node_settings(conf, origin)  # refuses ip_stack dual before anything starts
+    settings = node_settings(conf, origin)  # refuses ip_stack ipv6 (IPv6 only) before anything starts
     return DaemonConfig(
         identity=identity,
         pool=pool_settings(conf, origin),
         virtual_type=settings.virtual_type,
+        ip_stack=settings.ip_stack,
         region_id=settings.region_id,
         credential_path=settings.credential_path,
         mode=mode,

@@ -228,10 +228,12 @@ class NodeReporter:
                             getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
             self._stop.wait(self.period)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the loop; a run in flight is waited for at most `timeout` s (the thread is a daemon thread:
+        the daemon's own shutdown never waits on a slow API server)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=timeout)
             self._thread = None
 
 

@@ -49,8 +49,9 @@ class VirtualType(enum.StrEnum):
     """an ipvlan L2 slave of the ENI, where the kernel has ipvlan (else veth, with the reason)"""
 
 
-IP_STACKS_SUPPORTED = ("ipv4",)
-"""eni_conf `ip_stack` values this daemon runs; `dual` (and `ipv6`) are refused at start."""
+IP_STACKS_SUPPORTED = ("ipv4", "dual")
+"""eni_conf `ip_stack` values this daemon runs (dual: where the node is eligible, node/ipv6.py);
+`ipv6` (IPv6 only) is refused at start."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ class DaemonConfig:
     """eni_conf region_id (the region when --region is not given)"""
     credential_path: Path | None = None
     """eni_conf credential_path: the directory of the credential files (a mounted Secret)"""
+    ip_stack: str = "ipv4"
+    """eni_conf ip_stack: ipv4, or dual (an eligible node runs dual stack, node/ipv6.py)"""
 
     @property
     def store_path(self) -> Path:
@@ -255,19 +258,19 @@ _VIRTUAL_TYPES = {"veth": VirtualType.VETH, "ipvlan": VirtualType.IPVLAN}
 def node_settings(conf: Mapping[str, Any], origin: str = "eni_conf") -> NodeSettings:
     """Read and check region_id, credential_path, eniip_virtual_type and ip_stack of eni_conf.
 
-    ip_stack dual (or ipv6) is refused: this daemon allocates and routes IPv4 only, and running a
-    dual-stack configuration as IPv4 would leave pods without the IPv6 address asked for.
+    ip_stack dual is run where the node is eligible (IPv4 only elsewhere, with the reason: node/ipv6.py);
+    ipv6 (IPv6 only) is refused: this daemon gives every pod an IPv4 address.
     """
     stack = conf.get("ip_stack")
     stack_text = "ipv4" if stack in (None, "") else str(stack).strip().lower()
     if stack_text not in IP_STACKS_SUPPORTED:
-        if stack_text in ("dual", "ipv6"):
+        if stack_text == "ipv6":
             raise InvalidInput(
-                f"{origin}: ip_stack is {stack_text}, but this daemon allocates and routes IPv4 only",
-                hint="set ip_stack to ipv4 in eni_conf (terwayctl render writes ipv4 by default); "
-                "dual stack is not implemented",
+                f"{origin}: ip_stack is ipv6, but this daemon gives every pod an IPv4 address (IPv6-only is not built)",
+                hint="set ip_stack to ipv4 or dual in eni_conf",
             )
-        raise InvalidInput(f"{origin}: ip_stack must be ipv4, got {stack!r}", hint="set ip_stack to ipv4 in eni_conf")
+        raise InvalidInput(f"{origin}: ip_stack must be ipv4 or dual, got {stack!r}",
+                           hint="set ip_stack to ipv4 or dual in eni_conf")
     if conf.get("enable_eni_trunking") not in (None, False, "", "false"):
         raise InvalidInput(
             f"{origin}: enable_eni_trunking is set, but this daemon has no trunk ENI (member ENIs for pods)",

@@ -179,6 +179,9 @@ class Pool:
         self.vswitch_errors: dict[str, VSwitchError] = {}
         self.resync: Callable[[], None] | None = None
         """the periodic reconciliation (reconcile.resync), run by the worker every sync period"""
+        self.after_assign: Callable[[str, str], None] | None = None
+        """dual stack (node/ipv6.py): called with (ENI id, vSwitch id) after IPv4 addresses joined an ENI
+        and before they are handed out; None on an IPv4 node"""
         self.last_resync = 0.0
         self.next_resync = 0.0
         self._resync_now = threading.Event()
@@ -472,6 +475,8 @@ class Pool:
             except Exception as exc:
                 self._classify(exc, eni.record.vswitch_id, eni)
                 raise
+            if self.after_assign is not None:
+                self.after_assign(eni.eni_id, eni.record.vswitch_id)
             self._publish(eni, ips)  # committed to the store with the intent's resolution
             count -= batch
 
@@ -573,6 +578,8 @@ class Pool:
         eni = Eni(record, ifname)
         with self.cond:
             self.enis[eni_id] = eni
+        if self.after_assign is not None and not exclusive:
+            self.after_assign(eni_id, attached.vswitch_id)
         self._publish(eni, ips)
         log.info("ENI %s attached as %s with %d IP(s) on %s", eni_id, ifname, len(ips), attached.vswitch_id)
 

@@ -60,6 +60,7 @@ from terwayctl.node.cluster import (
 from terwayctl.node.config import DaemonConfig, DatapathChoice, PoolMode, choose_datapath
 from terwayctl.node.hostroutes import META_KEY as HOST_ROUTES_KEY
 from terwayctl.node.hostroutes import exclusive_host_routes
+from terwayctl.node.ipv6 import DualStack, StackDecision
 from terwayctl.node.leases import StickyIps, sticky_reason
 from terwayctl.node.metrics import Metrics
 from terwayctl.node.pool import Eni, Limits, Pool, PoolEmpty, VSwitchInfo
@@ -227,6 +228,9 @@ class Daemon:
         self.host_routes: tuple[ipaddress.IPv4Network, ...] = ()
         """eni mode: what pods reach through their veth to the node (node/hostroutes.py)"""
         self.node_ip: ipaddress.IPv4Address | None = None
+        self.dual: DualStack | None = None
+        """dual stack (eni_conf ip_stack dual on an eligible node, node/ipv6.py); None: IPv4 only"""
+        self.stack: StackDecision | None = None
         self.metrics.gauges = self._gauges
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -252,10 +256,19 @@ class Daemon:
             )
             if config.mode is PoolMode.ENI:  # service veths of pods gone meanwhile (docs/datapath.md)
                 self.repairs.kernel_leftovers += remove_service_veths(config.node_ns, allocated)
+            pool_vswitches = self._vswitches
+            if config.ip_stack == "dual":
+                from terwayctl.node.ipv6 import start_dual
+
+                self.stack, self.dual, pool_vswitches = start_dual(self, limits.ip_limit)
             self.pool = Pool(
                 cloud=self.cloud, store=self.store, config=config, limits=limits,
-                vswitches=self._vswitches, security_groups=groups,
+                vswitches=pool_vswitches, security_groups=groups,
             )
+            if self.dual is not None:
+                self.dual.ledger = self.pool.ledger
+                self.pool.after_assign = self.dual.after_assign
+                self.dual.sync([(e.eni_id, e.record.vswitch_id) for e in enis], self.pool.ledger.describe)
             self.pool.load(enis, allocated, [lease.ip for lease in self.store.leases()])
             self.pool.resync = self._resync
             if config.mode is PoolMode.ENIIP:
@@ -322,6 +335,10 @@ class Daemon:
         assert self.pool is not None and self.store is not None
         self.last_resync = resync(self.pool, self.config, self.cloud, self.store, self._vswitch_infos,
                                   self._lost_allocation)
+        if self.dual is not None:
+            with self.pool.cond:
+                enis = [(e.eni_id, e.record.vswitch_id) for e in self.pool.enis.values()]
+            self.dual.sync(enis, self.pool.ledger.describe)
 
     def _lost_allocation(self, record: IpRecord, eni: EniRecord) -> None:
         """An allocation whose ENI left the instance: its datapath is torn down, under its pod's lock."""
@@ -498,6 +515,8 @@ class Daemon:
             eni_ifname=eni.ifname, ifname=pod.owner.ifname, mtu=self.config.mtu, mode=mode,
             bandwidth=pod.bandwidth,
         )
+        if self.dual is not None:
+            spec = self.dual.with_ipv6(spec, ip, eni.eni_id)
         return self._with_service_veth(spec, pod.owner)
 
     def _with_service_veth(self, spec: PodNetwork, owner: Owner) -> PodNetwork:
@@ -556,6 +575,11 @@ class Daemon:
                 except Conflict as exc:
                     return Reply.failure(TRY_AGAIN_LATER, f"terway daemon: {exc}", "")
                 undo.callback(store.release, ip, request.container_id)
+            if self.dual is not None and mode is DatapathMode.VETH:
+                try:
+                    self.dual.take(eni.eni_id, eni.record.vswitch_id, ip)
+                except Exception as exc:  # noqa: BLE001 - the cloud's answer goes to the runtime
+                    return Reply.failure(TRY_AGAIN_LATER, f"terway daemon: no IPv6 address for the pod: {exc}", "")
             spec = self._spec(ip, eni, pod, mode)
             try:
                 attachment = datapath.setup_pod(request.netns_handle or request.netns, pod.owner.ifname, spec)
@@ -565,7 +589,12 @@ class Daemon:
             undo.pop_all()
         gateway = str(POD_GATEWAY) if mode is DatapathMode.VETH else eni.record.gateway
         prefix = 32 if mode is DatapathMode.VETH else ipaddress.IPv4Network(eni.record.cidr).prefixlen
-        return Reply.success(add_result(attachment, request, f"{ip}/{prefix}", gateway, self.config.mtu))
+        result = add_result(attachment, request, f"{ip}/{prefix}", gateway, self.config.mtu)
+        if spec.pod_ip6 is not None:
+            from terwayctl.node.ipv6 import add_to_result
+
+            result = add_to_result(result, str(spec.pod_ip6))
+        return Reply.success(result)
 
     def _take_lease(self, pod: PodRequest, mode: DatapathMode) -> tuple[str, Eni, Lease] | None:
         """The IP leased to this pod's namespace/name, allocated to it now; None without a lease."""
@@ -586,6 +615,8 @@ class Daemon:
                               eni_ifname=eni.ifname, host_ifname=eni.ifname, mode=spec.mode)
         owner = record.owner
         assert owner is not None
+        if self.dual is not None:  # both families of a dual-stack pod
+            spec = self.dual.with_ipv6(spec, record.ip, record.eni_id)
         if spec.mode is DatapathMode.EXCLUSIVE_ENI:  # its name, whether or not routes are configured now
             veth = host_veth_name(owner.pod_namespace, owner.pod_name or owner.container_id, owner.ifname or "eth0")
             spec = dataclasses.replace(spec, service_veth=veth)
@@ -646,6 +677,13 @@ class Daemon:
         spec = self._spec(record.ip, eni, pod, mode)
         if mode is not DatapathMode.EXCLUSIVE_ENI and record.host_ifname:
             spec = dataclasses.replace(spec, host_ifname=record.host_ifname)
+        if spec.pod_ip6 is not None:
+            listed = (request.prev_result or {}).get("ips")
+            reported6 = [str(i.get("address", "")).split("/")[0] for i in (listed if isinstance(listed, list) else [])
+                         if isinstance(i, dict)]
+            if str(spec.pod_ip6) not in reported6:
+                return Reply.failure(INVALID_CONFIG, f"CHECK: prevResult lacks {spec.pod_ip6}, the daemon holds it for "
+                                     f"{request.ifname}", "prevResult does not match this daemon's allocation")
         problems = datapath.check_pod(request.netns_handle or request.netns, request.ifname, spec, compared)
         if problems:
             return Reply.failure(DATAPATH_FAILED, f"CHECK: {problems[0]}", "; ".join(problems[1:]))
@@ -743,6 +781,9 @@ class Daemon:
             },
             "instance_id": self.config.identity.instance_id,
             "zone_id": self.config.identity.zone_id,
+            "ip_stack": (self.dual.status() if self.dual is not None else
+                         self.stack.as_dict() if self.stack is not None else
+                         {"wanted": self.config.ip_stack, "running": "ipv4", "reason": "eni_conf ip_stack is ipv4"}),
             "pool": {
                 "enis": int(counts.get("terway_pool_enis", 0)),
                 "max_enis": int(counts.get("terway_pool_max_enis", 0)),
