@@ -260,3 +260,47 @@ def test_cni_plugin_is_skipped_when_the_bin_dir_is_not_visible_to_the_daemon(tmp
                                             socket=tmp_path / "no.sock", cni_conf_dir=tmp_path),
                               Inputs(node=lambda: object()), plugin).finding("node.cni-plugin")
     assert not visible.evidence[0].startswith("the CNI bin dir")  # the real check ran
+
+
+# --- --probe-from pod/NS/NAME: the pod's namespace through the node daemon's store ---------------------------
+
+
+def test_pod_netns_from_the_daemons_store(tmp_path: Any) -> None:
+    from terwayctl.core.errors import InvalidInput
+    from terwayctl.doctor.podns import parse_pod_ref, pod_netns
+    from terwayctl.node.store import EniRecord, Owner, Store
+
+    assert parse_pod_ref("pod/kube-system/coredns") == ("kube-system", "coredns")
+    assert parse_pod_ref("pod/web") == ("default", "web")
+    for bad in ("pod/", "pod/a/b/c", "pod//x"):
+        with pytest.raises(InvalidInput, match="is not pod/<namespace>/<name>"):
+            parse_pod_ref(bad)
+    with pytest.raises(InvalidInput, match="no daemon store at"):
+        pod_netns("pod/default/web", tmp_path)
+
+    netns = tmp_path / "netns-web"
+    netns.write_text("")  # stands for the runtime's /run/netns/cni-... file
+    with Store(tmp_path / "daemon.sqlite") as store:
+        store.add_eni(EniRecord("eni-1", "00:16:3e:00:00:01", "vsw-1", "10.0.32.0/19", "10.0.63.253", "10.0.32.1",
+                                10), ["10.0.32.1", "10.0.32.2", "10.0.32.3"])
+        store.allocate("10.0.32.2", Owner("c1", "eth0", str(netns), "default", "web", "u1"), host_ifname="cali1",
+                       mode="veth")
+        store.allocate("10.0.32.3", Owner("c2", "eth0", str(tmp_path / "gone"), "default", "db", "u2"),
+                       host_ifname="cali2", mode="veth")
+    assert pod_netns("pod/default/web", tmp_path) == str(netns)
+    with pytest.raises(InvalidInput, match=r"pod default/db holds 10\.0\.32\.3, but its network namespace"):
+        pod_netns("pod/default/db", tmp_path)
+
+    class Pods:
+        def get(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+            if name == "api":
+                return {"spec": {"nodeName": "node2"}}
+            raise KubeNotFound("pods/x: not found")
+
+        def list(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+            return []
+
+    with pytest.raises(InvalidInput, match="holds no IP for pod default/api: it runs on node node2"):
+        pod_netns("pod/default/api", tmp_path, lambda: Pods())
+    with pytest.raises(InvalidInput, match="holds no IP for pod default/nope: the API server does not know it"):
+        pod_netns("pod/default/nope", tmp_path, lambda: Pods())

@@ -9,11 +9,26 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+_PRIMITIVES = (str, int, float, bool, type(None))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(value: Any) -> tuple[str, ...] | None:
+    """The field names of a dataclass instance (cached per class: `fields()` is slow per call)."""
+    cls = type(value)
+    names = _FIELD_NAMES.get(cls)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
+    return names
+
 
 def to_plain(value: Any) -> Any:
     """Dataclasses, tuples and mappings as JSON-ready lists and dicts."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, _PRIMITIVES):
+        return value
+    names = _field_names(value)
+    if names is not None:
+        return {name: to_plain(getattr(value, name)) for name in names}
     if isinstance(value, Mapping):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from terwayctl.core import defaults
 from terwayctl.core.catalog import InstanceType
@@ -82,15 +82,19 @@ class Capacity:
 
     def pods(self, mode: str) -> int | None:
         """The pod IPs a node of this type offers in `mode` ("all" means the default eniip)."""
-        if mode == "eni":
-            return self.exclusive_eni_pods
-        if mode == "prefix":
-            return self.prefix_pods
-        if mode == "trunk":
-            if self.shared_eni_pods is None or self.trunk_pods is None:
-                return None
-            return self.shared_eni_pods + self.trunk_pods
-        return self.shared_eni_pods
+        return pods_in_mode(mode, self.shared_eni_pods, self.exclusive_eni_pods, self.trunk_pods, self.prefix_pods)
+
+
+def pods_in_mode(mode: str, shared: int | None, exclusive: int | None, trunk: int | None,
+                 prefix: int | None) -> int | None:
+    """The pod IPs of one mode from the per-mode figures ("all" means the default eniip)."""
+    if mode == "eni":
+        return exclusive
+    if mode == "prefix":
+        return prefix
+    if mode == "trunk":
+        return None if shared is None or trunk is None else shared + trunk
+    return shared
 
 
 def usable_enis(enis: int, caps: EniCaps) -> int:
@@ -179,7 +183,8 @@ def compute(it: InstanceType, options: CapacityOptions, source: str, date: str |
     reason = dual_stack_reason(it)
     if options.ipv6:
         notes.extend(_dual_stack_notes(dual, reason))
-    partial = Capacity(
+    ip_pods = pods_in_mode(options.max_pods_mode, shared, normal, trunk, prefix)
+    return Capacity(
         name=it.name,
         family=it.family,
         vcpu=it.vcpu,
@@ -201,15 +206,12 @@ def compute(it: InstanceType, options: CapacityOptions, source: str, date: str |
         ),
         dual_stack=dual,
         dual_stack_reason=reason,
-        max_pods=None,
+        max_pods=None if ip_pods is None else ip_pods + options.host_network_pods,
         max_pods_mode=options.max_pods_mode,
         source=source,
         catalog_date=date,
-        notes=(),
+        notes=tuple(notes),
     )
-    ip_pods = partial.pods(partial.max_pods_mode)
-    max_pods = None if ip_pods is None else ip_pods + options.host_network_pods
-    return replace(partial, max_pods=max_pods, notes=tuple(notes))
 
 
 def _erdma(it: InstanceType, caps: EniCaps, notes: list[str]) -> int | None:
@@ -305,13 +307,17 @@ def natural_text_key(text: str) -> tuple[tuple[int, str], ...]:
     return tuple((int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", text) if part)
 
 
+_DIGITS = re.compile(r"(\d+)")
+_SIZE = re.compile(r"(\d*)([a-z]+)")
+
+
 def natural_key(name: str) -> tuple[tuple[tuple[int, str], ...], tuple[int, int, str]]:
     """Family, then size: ecs.g7.large < ecs.g7.xlarge < ecs.g7.2xlarge < ecs.g7.16xlarge."""
     family, _, size = name.rpartition(".")
     family_key = tuple(
-        (int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", family) if part
+        (int(part), "") if part.isdigit() else (-1, part) for part in _DIGITS.split(family) if part
     )
-    match = re.fullmatch(r"(\d*)([a-z]+)", size)
+    match = _SIZE.fullmatch(size)
     if match and match.group(2) in SIZE_WORDS:
         return family_key, (SIZE_WORDS.index(match.group(2)), int(match.group(1) or 1), "")
     return family_key, (len(SIZE_WORDS), 0, size)

@@ -35,6 +35,7 @@ from terwayctl.emulator.hooks import EniInfo
 from terwayctl.kernel import netns
 from terwayctl.kernel.netlink import NUD_PERMANENT, RT_SCOPE_LINK, RT_TABLE_MAIN, Netlink, is_absent
 from terwayctl.kernel.netns import Namespace
+from terwayctl.lab import vpcsim6
 
 log = logging.getLogger("terwayctl.lab.vpcsim")
 
@@ -87,6 +88,7 @@ class VpcRouter:
         self._nodes: dict[str, Namespace] = dict(nodes or {})
         self._lock = threading.Lock()
         self._enis: dict[str, str] = {}  # eni id -> MAC, for ENIs wired here
+        self._internet6: dict[str, set[str]] = {}  # eni id -> its IPv6 addresses with internet bandwidth
 
     def add_node(self, instance_id: str, node_ns: Namespace) -> None:
         with self._lock:
@@ -101,13 +103,18 @@ class VpcRouter:
             return
         with self._lock:
             self._wire(node, eni)
+            if eni.ipv6_cidr:  # a hot-plugged NIC of a dual-stack vSwitch: no DAD delay on its link-local
+                netns.write_sysctls(node, [(f"net/ipv6/conf/{node_ifname(eni.eni_id)}/accept_dad", "0")])
             self._enis[eni.eni_id] = eni.mac
             self._set_routes(eni.eni_id, eni.mac, (eni.primary_ip, *eni.private_ips))
+            self._set_ipv6(eni)
         log.info("ENI %s (%s) wired into %s as %s", eni.eni_id, eni.mac, node, node_ifname(eni.eni_id))
 
     def on_detach(self, instance_id: str, eni: EniInfo) -> None:
         with self._lock:
             self._enis.pop(eni.eni_id, None)
+            if self._internet6.get(eni.eni_id):
+                vpcsim6.set_internet(self.router_ns, (), self._internet6.pop(eni.eni_id))
             with netns.iproute(self.router_ns) as nl:
                 found = nl.link_lookup(ifname=router_ifname(eni.eni_id))
                 if found:
@@ -118,6 +125,25 @@ class VpcRouter:
     def on_ips_changed(self, instance_id: str, eni: EniInfo) -> None:
         """Route the ENI's current addresses, after the emulator assigned or unassigned some."""
         self.sync([EniAddresses(eni.eni_id, (eni.primary_ip, *eni.private_ips))])
+        if eni.ipv6_cidr:
+            with self._lock:
+                if eni.eni_id in self._enis:
+                    self._set_ipv6(eni)
+
+    def _set_ipv6(self, eni: EniInfo) -> None:
+        """The ENI's IPv6: the gateway on the router end, a /128 per address, the internet rules."""
+        if not eni.ipv6_cidr:
+            return
+        with netns.iproute(self.router_ns) as nl:
+            found = nl.link_lookup(ifname=router_ifname(eni.eni_id))
+            if not found:
+                return
+            index = int(found[0])
+            vpcsim6.wire(nl, self.router_ns, router_ifname(eni.eni_id), index, eni)
+            vpcsim6.set_routes(nl, index, self._enis.get(eni.eni_id, eni.mac), eni.ipv6_ips)
+        before = self._internet6.get(eni.eni_id, set())
+        vpcsim6.set_internet(self.router_ns, eni.ipv6_internet, before | set(eni.ipv6_ips))
+        self._internet6[eni.eni_id] = set(eni.ipv6_internet)
 
     # --- IP changes --------------------------------------------------------------------------------
 
