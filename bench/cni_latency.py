@@ -7,12 +7,16 @@ variables (the bridge plugin must run inside the node namespace so that it never
 namespace; terway runs there too so that both pay the same wrapper cost). Pods alternate between
 the two plugins so that machine noise hits both equally.
 
-    sudo python bench/cni_latency.py [--pods 30]
+    sudo python bench/cni_latency.py [--pods 30] [--dual]
+
+--dual: a dual-stack VPC (IPv6 /56, the pod vSwitch with a /64) and eni_conf ip_stack dual: every terway
+pod gets an IPv4 and an IPv6 address and both layouts (docs/datapath.md "Dual stack").
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -23,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pod_burst import ZONE, lab
+from pod_burst import SCENARIO, ZONE, lab
 
 from terwayctl.kernel import netns as nsmod
 
@@ -54,11 +58,20 @@ def summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=30)
+    parser.add_argument("--dual", action="store_true", help="dual stack: an IPv4 and an IPv6 address per pod")
     args = parser.parse_args()
-    conf = {"vswitches": {ZONE: ["vsw-pods"]}, "security_group": "sg-lab", "min_pool_size": args.pods + 2,
-            "max_pool_size": args.pods + 10, "ip_pool_sync_period": "60s"}
+    conf: dict[str, object] = {"vswitches": {ZONE: ["vsw-pods"]}, "security_group": "sg-lab",
+                               "min_pool_size": args.pods + 2, "max_pool_size": args.pods + 10,
+                               "ip_pool_sync_period": "60s"}
+    scenario = None
+    if args.dual:
+        scenario = copy.deepcopy(SCENARIO)
+        scenario["vpcs"][0]["ipv6"] = True
+        scenario["vswitches"][0]["ipv6_cidr_block"] = 0
+        scenario["vswitches"][1]["ipv6_cidr_block"] = 1
+        conf["ip_stack"] = "dual"
     times: dict[str, list[float]] = {"terway ADD": [], "terway DEL": [], "bridge ADD": [], "bridge DEL": []}
-    with lab() as the_lab:
+    with lab(scenario=scenario) as the_lab:
         the_lab.start_daemon(conf)
         deadline = time.monotonic() + 60
         while the_lab.status()["pool"]["idle"] < args.pods and time.monotonic() < deadline:
@@ -69,6 +82,8 @@ def main() -> None:
             code, elapsed, out = the_lab.cni("ADD", t_ns, f"t{i}", wrap=True)
             if code != 0:
                 raise SystemExit(f"terway ADD failed: {out}")
+            if args.dual and not any(":" in ip["address"] for ip in json.loads(out)["ips"]):
+                raise SystemExit(f"terway ADD gave no IPv6 address: {out}")
             times["terway ADD"].append(elapsed)
             times["bridge ADD"].append(bridge_cni(the_lab.node, "ADD", b_ns, f"b{i}", data_dir)[1])
             code, elapsed, out = the_lab.cni("DEL", t_ns, f"t{i}", wrap=True)
@@ -76,7 +91,8 @@ def main() -> None:
                 raise SystemExit(f"terway DEL failed: {out}")
             times["terway DEL"].append(elapsed)
             times["bridge DEL"].append(bridge_cni(the_lab.node, "DEL", b_ns, f"b{i}", data_dir)[1])
-    print(f"{args.pods} pods each, warm pool, both plugins run as 'ip netns exec <node> <plugin>'")
+    stack = "dual stack (IPv4 + IPv6 per terway pod)" if args.dual else "IPv4"
+    print(f"{args.pods} pods each, warm pool, {stack}, both plugins run as 'ip netns exec <node> <plugin>'")
     for key, values in times.items():
         print(f"{key:11s} {summary(values)}")
     for verb in ("ADD", "DEL"):

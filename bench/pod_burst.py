@@ -121,7 +121,7 @@ class Lab:
 
 
 @contextlib.contextmanager
-def lab(latency_ms: float = 0.0) -> Iterator[Lab]:
+def lab(latency_ms: float = 0.0, scenario: Mapping[str, Any] | None = None) -> Iterator[Lab]:
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
     with tempfile.TemporaryDirectory(prefix="twbench-") as tmp:
@@ -139,7 +139,7 @@ def lab(latency_ms: float = 0.0) -> Iterator[Lab]:
         for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
             nsmod.write_sysctl(node, key, "0")
         vpc = VpcRouter(router, {"i-node1": node})
-        emulator = Emulator(work / "emulator.sqlite", world=parse_scenario(SCENARIO), hook=vpc).start()
+        emulator = Emulator(work / "emulator.sqlite", world=parse_scenario(scenario or SCENARIO), hook=vpc).start()
         the_lab = Lab(router, node, emulator, vpc, work)
         original, lock = emulator.handle, threading.Lock()
 

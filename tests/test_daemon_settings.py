@@ -35,12 +35,13 @@ def test_node_settings_reads_the_rendered_keys() -> None:
     assert settings.credential_path == Path("/etc/terway/credentials")
     assert settings.virtual_type is VirtualType.IPVLAN  # upstream spelling, any case
     assert node_settings({}).virtual_type is VirtualType.VETH and node_settings({}).region_id is None
+    assert node_settings({"ip_stack": "Dual"}).ip_stack == "dual"  # run where the node is eligible (node/ipv6.py)
+    assert node_settings({}).ip_stack == "ipv4"
 
 
 @pytest.mark.parametrize(("conf", "message"), [
-    ({"ip_stack": "dual"}, "eni_conf: ip_stack is dual, but this daemon allocates and routes IPv4 only"),
-    ({"ip_stack": "ipv6"}, "eni_conf: ip_stack is ipv6, but this daemon allocates and routes IPv4 only"),
-    ({"ip_stack": "v4"}, "eni_conf: ip_stack must be ipv4, got 'v4'"),
+    ({"ip_stack": "ipv6"}, "eni_conf: ip_stack is ipv6, but this daemon gives every pod an IPv4 address"),
+    ({"ip_stack": "v4"}, "eni_conf: ip_stack must be ipv4 or dual, got 'v4'"),
     ({"eniip_virtual_type": "macvlan"}, "eni_conf: eniip_virtual_type must be veth or ipvlan, got 'macvlan'"),
     ({"enable_eni_trunking": True}, "eni_conf: enable_eni_trunking is set, but this daemon has no trunk ENI"),
     ({"region_id": 7}, "eni_conf: region_id must be a string"),
@@ -183,7 +184,7 @@ def test_a_missing_credential_file_stops_the_daemon_at_start(vpc_lab: Lab) -> No
 
 
 @pytest.mark.parametrize(("key", "value", "error"), [
-    ("ip_stack", "dual", "ip_stack is dual, but this daemon allocates and routes IPv4 only"),
+    ("ip_stack", "ipv6", "ip_stack is ipv6, but this daemon gives every pod an IPv4 address"),
     ("enable_eni_trunking", True, "enable_eni_trunking is set, but this daemon has no trunk ENI"),
 ])
 def test_daemon_refuses_settings_it_cannot_honour(vpc_lab: Lab, key: str, value: object, error: str) -> None:

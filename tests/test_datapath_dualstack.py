@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv6Address
 from terwayctl.kernel import netns as nsmod
 from terwayctl.kernel.datapath import PodNetwork, check_pod, setup_pod, teardown_pod
 from tests.fixtures.dualstack import ip, ping6
-from tests.fixtures.netns import ENI, GATEWAY, World, ping
+from tests.fixtures.netns import ENI, EXCLUSIVE_ENI, GATEWAY, World, ping
 
 GATEWAY6 = IPv6Address("2001:db8:0:1:ffff:ffff:ffff:fffd")
 POD_A, POD_A6 = IPv4Address("192.168.40.2"), IPv6Address("2001:db8:0:1::a")
@@ -78,7 +78,7 @@ def test_layout_and_teardown_of_both_families(datapath_world: World) -> None:
     ip(w.node, "-6", "rule", "del", "pref", "2048", "from", str(POD_A6))
     assert check_pod(w.node, pod, "eth0", spec) == [f"rule 2048 from {POD_A6} lookup {table} is missing"]
     ip(pod, "-6", "route", "del", "default")
-    assert f"eth0 has no IPv6 default route via fe80::1" in check_pod(w.node, pod, "eth0", spec)
+    assert "eth0 has no IPv6 default route via fe80::1" in check_pod(w.node, pod, "eth0", spec)
     teardown_pod(w.node, pod, "eth0", spec)
     rules, routes = v6_state(w)
     assert str(POD_A6) not in rules and str(POD_A6) not in routes
@@ -93,3 +93,17 @@ def test_an_ipv4_spec_builds_no_ipv6(datapath_world: World) -> None:
     setup_pod(w.node, pod, "eth0", dual("a", POD_A, None))
     assert v6_state(w)[0] == before[0]
     assert "fe80::1" not in ip(pod, "-6", "neigh") and "default" not in ip(pod, "-6", "route")
+
+
+def test_two_enis_of_one_vswitch_share_the_ipv6_gateway(datapath_world: World) -> None:
+    """ENIs of one vSwitch share its IPv6 gateway; each ENI table gets its onlink default route (the
+    kernel checks an IPv6 onlink gateway against main, so main's /128 follows the ENI set up last)."""
+    w = datapath_world
+    ipv6_router(w)
+    first = setup_pod(w.node, w.pod(), "eth0", dual("a", POD_A, POD_A6))
+    second_spec = PodNetwork.for_pod("default", "b", pod_ip=POD_B, prefix=19, gateway=GATEWAY, eni_ifname=EXCLUSIVE_ENI,
+                                     pod_ip6=POD_B6, gateway6=GATEWAY6)
+    second = setup_pod(w.node, w.pod(), "eth0", second_spec)
+    for att, eni in ((first, ENI), (second, EXCLUSIVE_ENI)):
+        table = ip(w.node, "-6", "route", "show", "table", str(att.eni_table))
+        assert f"default via {GATEWAY6} dev {eni}" in table

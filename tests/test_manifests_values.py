@@ -68,13 +68,16 @@ def test_booleans_accept_words() -> None:
         assert load_values(None, [SG, f"bandwidth={word}"]).bandwidth is expected
 
 
-def test_dual_stack_is_refused_with_its_reason() -> None:
+def test_dual_stack_takes_an_ipv4_ipv6_service_cidr_pair_and_ipv6_only_is_refused() -> None:
+    values = load_values(None, [SG, "ip_stack=dual", "service_cidr=172.21.0.0/20,fd00:172:21::/112"])
+    assert (values.ip_stack, values.service_cidr) == ("dual", "172.21.0.0/20,fd00:172:21::/112")
+    assert load_values(None, [SG, "ip_stack=dual"]).service_cidr == "172.21.0.0/20"  # one IPv4 CIDR is fine too
     with pytest.raises(InvalidValues) as caught:
-        load_values(None, [SG, "ip_stack=dual", "service_cidr=172.21.0.0/20,fd00:172:21::/112"])
+        load_values(None, [SG, "ip_stack=ipv6", "service_cidr=172.21.0.0/20,fd00:172:21::/112"])
     messages = [p.message for p in caught.value.problems]
-    assert any(m.startswith("ip_stack: dual is not supported: the terwayctl node daemon allocates and routes IPv4 only")
-               for m in messages), messages
-    assert any(m.startswith("service_cidr:") for m in messages), messages
+    assert any(m.startswith("ip_stack: ipv6 is not supported: the terwayctl node daemon gives every pod an IPv4 "
+                            "address") for m in messages), messages
+    assert any(m.startswith("service_cidr:") for m in messages), messages  # a pair needs ip_stack=dual
 
 
 @pytest.mark.parametrize("zone", ["cn-hangzhou-i", "ap-southeast-1a", "us-west-1b", "cn-beijing-finance-1a"])

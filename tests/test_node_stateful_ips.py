@@ -9,8 +9,9 @@ test API server for the pods): a StatefulSet pod deleted and re-created gets its
 Deployment pod does not, other pods never get a leased IP while the lease lasts (the pool drained
 so that it would otherwise be next), `daemon status` and `ipam check` show it, expiry releases it
 (the pool then shrinks), and a subprocess daemon killed with SIGKILL between DEL and re-ADD keeps
-the lease. The issue asks for these in the lab with `lab up --kube`; they run on the node fixtures
-(`tests/fixtures/node.py`, `tests/fixtures/kube.py`) instead.
+the lease. The same story runs in the lab with its API server (`lab up --kube`) through the lab's
+CLI in tests/test_lab_stateful.py; here on the node fixtures (`tests/fixtures/node.py`,
+`tests/fixtures/kube.py`), with the daemon's internals at hand.
 """
 
 from __future__ import annotations

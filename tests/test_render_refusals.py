@@ -18,11 +18,17 @@ Cli = Callable[..., Any]
 
 
 @pytest.mark.parametrize(("sets", "error", "hint"), [
-    (["ip_stack=dual"],
-     "error: ip_stack: dual is not supported: the terwayctl node daemon allocates and routes IPv4 only "
-     "(it refuses a dual-stack eni_conf at start) (in --set)",
-     "hint: use ip_stack=ipv4 (the default) with one IPv4 service_cidr"),
-    (["ip_stack=DUAL"], "error: ip_stack: DUAL is not supported", "hint: use ip_stack=ipv4"),
+    (["ip_stack=ipv6"],
+     "error: ip_stack: ipv6 is not supported: the terwayctl node daemon gives every pod an IPv4 address "
+     "(no IPv6-only) (in --set)",
+     "hint: use ip_stack=ipv4 (the default), or dual with an IPv4,IPv6 service_cidr pair"),
+    (["ip_stack=v6"], "error: ip_stack: must be ipv4 or dual, got 'v6'", "hint: ipv4 (the default) or dual"),
+    (["service_cidr=172.21.0.0/20,fd00:172:21::/112"], "error: service_cidr: '172.21.0.0/20,fd00:172:21::/112' "
+     "must be one IPv4 CIDR", "hint: give one IPv4 CIDR, e.g. 172.21.0.0/20 (an IPv4,IPv6 pair needs ip_stack=dual)"),
+    (["ip_stack=dual", "service_cidr=fd00:172:21::/112,172.21.0.0/20"], "error: service_cidr: "
+     "'fd00:172:21::/112,172.21.0.0/20': the IPv4 CIDR comes first", "hint: e.g. 172.21.0.0/20,fd00:172:21::/112"),
+    (["ip_stack=dual", "service_cidr=fd00:172:21::/112"], "error: service_cidr: 'fd00:172:21::/112' must be one "
+     "IPv4 CIDR or an IPv4,IPv6 pair", "hint: e.g. 172.21.0.0/20,fd00:172:21::/112"),
     (["enable_eni_trunking=true"],
      "error: enable_eni_trunking: true is not supported: the terwayctl node daemon has no trunk ENI",
      "hint: leave enable_eni_trunking false (the default)"),
@@ -36,12 +42,15 @@ def test_render_refuses_what_the_node_cannot_honour(cli: Cli, sets: list[str], e
     assert any(line.startswith(hint) for line in lines), result.stderr
 
 
-def test_a_values_file_with_dual_is_refused_too(cli: Cli, tmp_path: Path) -> None:
+def test_a_values_file_with_dual_and_a_service_cidr_pair_renders(cli: Cli, tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
-    values.write_text("security_groups: [sg-bp1aaa]\nip_stack: dual\nservice_cidr: 172.21.0.0/20,fd00:172:21::/112\n")
+    values.write_text("security_groups: [sg-bp1aaa]\nip_stack: DUAL\nservice_cidr: 172.21.0.0/20,fd00:172:21::/112\n")
     result = cli("render", "--values", str(values))
-    assert result.exit_code == 2
-    assert "error: ip_stack: dual is not supported" in result.stderr and f"(in {values})" in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert '"ip_stack": "dual"' in result.stdout
+    assert '"service_cidr": "172.21.0.0/20,fd00:172:21::/112"' in result.stdout
+    conf = eni_conf(load_values(values, []))
+    assert node_settings(json.loads(json.dumps(conf))).ip_stack == "dual"  # the daemon takes it
 
 
 def test_ipv4_and_no_trunking_still_render(cli: Cli) -> None:

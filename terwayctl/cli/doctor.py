@@ -100,13 +100,14 @@ def doctor(
     socket_path: Annotated[Path, typer.Option("--socket", envvar=ENV_SOCKET, help="The node daemon's unix socket.")] = DEFAULT_SOCKET,
     low_ips: Annotated[int, typer.Option(help="Warn when a vSwitch has fewer free IPs than this.")] = 64,
     event_window: Annotated[int, typer.Option(help="Minutes: events older than this are ignored.")] = 60,
+    leak_grace: Annotated[int, typer.Option(help="Minutes: a leaked-looking ENI (or a secondary IP on an ENI) younger than this is not reported: it may be being attached.")] = 10,
     probe: Annotated[bool, typer.Option("--probe", help="Run the active probes (off by default).")] = False,
     probe_from: Annotated[Optional[str], typer.Option(help="Probe from this pod's namespace (a netns name or path, or pod/<namespace>/<name> of a pod on this node) instead of a temporary one; implies --probe.")] = None,  # noqa: UP045
     probe_source: Annotated[Optional[str], typer.Option(help="Source IPv4 of the temporary probe namespace (default 169.254.199.x).")] = None,  # noqa: UP045
     external_target: Annotated[Optional[str], typer.Option(help="IP[:PORT] outside the VPC to reach (no default).")] = None,  # noqa: UP045
     hostport_target: Annotated[Optional[str], typer.Option(help="NODE-IP:PORT of a hostPort on this node to reach.")] = None,  # noqa: UP045
     probe_timeout: Annotated[float, typer.Option(help="Seconds per probe attempt.")] = 3.0,
-    state_dir: Annotated[Path, typer.Option(envvar=ENV_STATE_DIR, help="The node daemon's state directory (where --probe-from pod/... finds the pod).")] = DEFAULT_STATE_DIR,
+    state_dir: Annotated[Path, typer.Option(envvar=ENV_STATE_DIR, help="The node daemon's state directory (where --probe-from pod/... finds the pod, and cloud.leaked-enis what the daemon holds).")] = DEFAULT_STATE_DIR,
     all_nodes: Annotated[bool, typer.Option("--all-nodes", help="Show what every node's daemon published (TerwayNetworkReady), one line per node.")] = False,
     node: Annotated[Optional[str], typer.Option("--node", help="Show the full report one node's daemon published.")] = None,  # noqa: UP045
     output: OutputOption = Output.table,
@@ -121,8 +122,9 @@ def doctor(
             raise InvalidInput("--all-nodes and --node NAME do not go together", hint="give one of them")
         show_fleet(ctx, node, output)
         return
-    if low_ips < 0 or event_window <= 0 or not 0 < probe_timeout <= 30:
-        raise InvalidInput("--low-ips must be >= 0, --event-window > 0 and --probe-timeout in (0, 30]")
+    if low_ips < 0 or event_window <= 0 or not 0 < probe_timeout <= 30 or leak_grace < 0:
+        raise InvalidInput("--low-ips must be >= 0, --event-window > 0, --leak-grace >= 0 and --probe-timeout in "
+                           "(0, 30]")
     _check_netns("--netns", netns)
     if probe_from is not None:
         probe = True
@@ -151,6 +153,8 @@ def doctor(
         external_target=parse_target(external_target, "--external-target"),
         hostport_target=parse_target(hostport_target, "--hostport-target"),
         probe_timeout=probe_timeout,
+        leak_grace=leak_grace * 60.0,
+        state_dir=state_dir,
     )
     g = global_options(ctx)
     inputs = real_inputs(options, kubeconfig=g.kubeconfig, context=g.context, namespace=g.namespace,

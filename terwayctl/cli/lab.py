@@ -186,13 +186,14 @@ def pod_add(
     annotation: Annotated[Optional[list[str]], typer.Option("--annotation", help="Pod annotation KEY=VALUE (repeatable), e.g. k8s.aliyun.com/ingress-bandwidth=10M.")] = None,  # noqa: UP045
     bandwidth_in: Annotated[Optional[str], typer.Option("--bandwidth-in", help="Ingress limit in bits/s (10M), sent as runtimeConfig.bandwidth.")] = None,  # noqa: UP045
     bandwidth_out: Annotated[Optional[str], typer.Option("--bandwidth-out", help="Egress limit in bits/s (10M), sent as runtimeConfig.bandwidth.")] = None,  # noqa: UP045
+    owner: Annotated[Optional[str], typer.Option("--owner", help="The pod's controller as KIND/NAME (lab up --kube): StatefulSet/web keeps its IP across delete and re-add (stateful_ip_lease); ReplicaSet/web-5d8f is a Deployment's pod.")] = None,  # noqa: UP045
     output: OutputOption = Output.table,
 ) -> None:
     """Create a pod namespace and run the node's CNI plugin (ADD) for it."""
     from terwayctl.lab import PodSpec, add_pod, parse_annotations
 
     record = add_pod(name, PodSpec(pod, node, annotations=parse_annotations(annotation or []),
-                                   bandwidth_in=bandwidth_in, bandwidth_out=bandwidth_out))
+                                   bandwidth_in=bandwidth_in, bandwidth_out=bandwidth_out, owner=owner or ""))
     if output is not Output.table:
         emit_structured(record, output.value)
         return
@@ -206,8 +207,14 @@ def pod_del(
 ) -> None:
     """Run the CNI DEL for a pod and remove its namespace."""
     from terwayctl.lab import delete_pod
+    from terwayctl.lab.pods import lease_of
 
     record = delete_pod(name, pod)
+    lease = lease_of(name, record)
+    if lease is not None:
+        typer.echo(f"pod {record.name} deleted ({record.ip} kept for {lease.get('pod')} on {record.node}: "
+                   f"{lease.get('reason')}, until {lease.get('expires')})")
+        return
     typer.echo(f"pod {record.name} deleted ({record.ip} released on {record.node})")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from terwayctl.core.catalog import InstanceType
@@ -73,6 +74,8 @@ class NetworkInterface:
     ipv6_addresses: tuple[str, ...]
     security_group_ids: tuple[str, ...]
     tags: tuple[tuple[str, str], ...] = ()
+    creation_time: datetime | None = None
+    """CreationTime (timezone-aware, UTC when the reply names no zone); None when the reply has none."""
 
     @property
     def secondary_ips(self) -> tuple[str, ...]:
@@ -203,6 +206,20 @@ def _float(obj: Json, key: str) -> float | None:
         return None
 
 
+def _time(obj: Json, key: str) -> datetime | None:
+    """An API time (``2026-11-01T00:00:00Z``, ``2026-11-01T00:00Z``, with an offset) as an aware datetime."""
+    text = _str(obj, key).strip()
+    if not text:
+        return None
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def _bool(obj: Json, key: str) -> bool | None:
     value = obj.get(key)
     if isinstance(value, bool):
@@ -271,6 +288,7 @@ def network_interface_from_api(obj: Json) -> NetworkInterface:
         ipv6_addresses=tuple(ip for ip in ipv6 if ip),
         security_group_ids=_strings(obj, "SecurityGroupIds", "SecurityGroupId"),
         tags=tags,
+        creation_time=_time(obj, "CreationTime"),
     )
 
 

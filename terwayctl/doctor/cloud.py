@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from terwayctl.cloud.models import VSwitch
+from dataclasses import dataclass
+from datetime import UTC
+
+from terwayctl.cloud.models import NetworkInterface, VSwitch
 from terwayctl.core.errors import InvalidInput
 from terwayctl.doctor.context import Context
 from terwayctl.doctor.model import Check, CheckSkipped, Need, Scope, Verdict, fail, ok, warn
@@ -260,14 +263,73 @@ def _creator_tag() -> str:
     return ENI_CREATOR_TAG
 
 
+def _age(ctx: Context, eni: NetworkInterface) -> float | None:
+    """Seconds since the ENI's CreationTime, by doctor's clock; None when the cloud gave no time."""
+    if eni.creation_time is None:
+        return None
+    return ctx.now() - eni.creation_time.timestamp()
+
+
+def _minutes(seconds: float) -> str:
+    value = seconds / 60
+    return f"{value:.0f} min" if value >= 10 else f"{round(value, 1):g} min"
+
+
+@dataclass(frozen=True)
+class _DaemonHolds:
+    """What this node's daemon holds, from its store (read-only): the instance, its ENIs' IPs, open intents."""
+
+    instance_id: str
+    source: str
+    ips: frozenset[str]
+    enis: frozenset[str]
+    busy_enis: frozenset[str]
+    """ENIs with an open intent (a cloud call in flight or left by a crash): their IPs are not judged."""
+
+
+def _daemon_holds(ctx: Context) -> _DaemonHolds | str:
+    """The node daemon's store when doctor runs on the node, else why the IPs cannot be judged."""
+    from terwayctl.doctor.podns import STORE_FILE
+
+    path = ctx.options.state_dir / STORE_FILE
+    if not path.exists():
+        return f"no daemon store at {path} (run doctor on a node, or pass --state-dir)"
+    instance_id = ""
+    try:
+        detail = ctx.node.daemon_status(str(ctx.options.socket), 5.0).detail
+        instance_id = str(detail.get("instance_id") or "")
+    except Exception:  # noqa: BLE001 - no node reader or no daemon: fall back to --instance-id
+        instance_id = ""
+    if not instance_id and len(ctx.options.instance_ids) == 1:
+        instance_id = ctx.options.instance_ids[0]
+    if not instance_id:
+        return (f"the daemon store {path} names no instance: the daemon did not answer at {ctx.options.socket} "
+                "and not exactly one --instance-id was given")
+    from terwayctl.node.store import Store
+
+    try:
+        store = Store(path, readonly=True)
+    except Exception as exc:  # noqa: BLE001 - an unreadable store is a reason, not a crash
+        return f"cannot read the daemon store {path}: {exc}"
+    try:
+        ips = frozenset(r.ip for r in store.ips())
+        enis = frozenset(r.eni_id for r in store.enis())
+        busy = frozenset(i.eni_id for i in store.intents() if i.eni_id)
+    finally:
+        store.close()
+    return _DaemonHolds(instance_id, f"the daemon store {path}", ips, enis, busy)
+
+
 def leaked_enis(ctx: Context) -> Verdict:
     topo = topology(ctx)
     tag = _creator_tag()
+    grace = ctx.options.leak_grace
     cluster = {i.instance_id for i in topo.instances}
     region = f" --RegionId {ctx.cloud.region}" if ctx.cloud.region else ""
     evidence: list[str] = []
     leaks: list[str] = []
     fixes: list[str] = []
+    young: list[str] = []
     enis = [e for vpc in topo.vpc_ids for e in ctx.cloud.describe_network_interfaces(vpc_id=vpc)]
     ours = [e for e in enis if any(k == tag for k, _ in e.tags)]
     known_instances: set[str] = set()
@@ -276,9 +338,17 @@ def leaked_enis(ctx: Context) -> Verdict:
         known_instances = {i.instance_id for i in ctx.cloud.describe_instances(instance_ids=attached)}
     for eni in ours:
         creator = next(v for k, v in eni.tags if k == tag)
+        age = _age(ctx, eni)
         if eni.status == "Available" and not eni.instance_id:
+            if age is not None and age < grace:
+                young.append(f"{eni.network_interface_id} ({eni.vswitch_id}): Available, created {_minutes(age)} ago "
+                             f"by the daemon of {creator or '?'}: within the {_minutes(grace)} grace period (it may "
+                             "be being attached), not reported")
+                continue
+            made = (f" (created {eni.creation_time.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}, past the {_minutes(grace)} "
+                    "grace period)" if eni.creation_time else " (no CreationTime: age unknown)")
             leaks.append(f"{eni.network_interface_id} ({eni.vswitch_id}, {len(eni.private_ips)} IP(s)): Available, "
-                         f"created by the daemon of {creator or '?'} ({tag}), attached to nothing")
+                         f"created by the daemon of {creator or '?'} ({tag}), attached to nothing{made}")
             fixes.append(f"aliyun ecs DeleteNetworkInterface{region} --NetworkInterfaceId {eni.network_interface_id}")
         elif eni.instance_id and eni.instance_id not in known_instances:
             leaks.append(f"{eni.network_interface_id}: attached to {eni.instance_id}, which no longer exists")
@@ -291,10 +361,51 @@ def leaked_enis(ctx: Context) -> Verdict:
                          f"--NetworkInterfaceId {eni.network_interface_id}")
     evidence.append(f"{len(ours)} ENI(s) tagged {tag} in {', '.join(topo.vpc_ids) or 'the VPC'}; {len(enis)} ENI(s) "
                     "in all")
+    evidence += young
+    ip_leaks, ip_fixes, ip_note = _leaked_ips(ctx, ours, region)
+    evidence.append(ip_note)
+    leaks += ip_leaks
+    fixes += ip_fixes
     if leaks:
-        return fail([*evidence, *leaks, "leaked ENIs hold vSwitch addresses and count against the ENI quota"],
-                    "\n".join(fixes))
+        return fail([*evidence, *leaks, "leaked ENIs and IPs hold vSwitch addresses and count against the ENI and IP "
+                     "quotas"], "\n".join(fixes))
     return ok(*evidence)
+
+
+def _leaked_ips(ctx: Context, ours: list[NetworkInterface], region: str) -> tuple[list[str], list[str], str]:
+    """Secondary IPs on this node's daemon-created ENIs that its store does not know (leaks, fixes, a note).
+
+    The cloud gives no per-IP time: an ENI younger than the grace period, or with an open intent in the store (an
+    assign in flight), is not judged. The store is read after the cloud, so an IP assigned before the cloud read
+    is in the store unless its call is still open."""
+    holds = _daemon_holds(ctx)
+    if isinstance(holds, str):
+        return [], [], f"secondary IPs no daemon knows: not checked: {holds}"
+    grace = ctx.options.leak_grace
+    leaks: list[str] = []
+    fixes: list[str] = []
+    judged = 0
+    for eni in ours:
+        if eni.instance_id != holds.instance_id or eni.network_interface_id in holds.busy_enis:
+            continue
+        age = _age(ctx, eni)
+        if age is not None and age < grace:
+            continue
+        judged += 1
+        unknown = [ip for ip in eni.secondary_ips if ip not in holds.ips]
+        if not unknown:
+            continue
+        known = "an ENI the store knows" if eni.network_interface_id in holds.enis else "an ENI the store does not know"
+        leaks.append(f"{eni.network_interface_id} on {eni.instance_id} ({eni.vswitch_id}, {known}): secondary IP(s) "
+                     f"{', '.join(unknown)} assigned in the cloud, unknown to {holds.source}")
+        for start in range(0, len(unknown), 10):  # UnassignPrivateIpAddresses takes 10 per call
+            batch = unknown[start:start + 10]
+            fixes.append(f"aliyun ecs UnassignPrivateIpAddresses{region} --NetworkInterfaceId "
+                         f"{eni.network_interface_id} "
+                         + " ".join(f"--PrivateIpAddress.{i} {ip}" for i, ip in enumerate(batch, start=1)))
+    note = (f"secondary IPs of {judged} ENI(s) of {holds.instance_id} (older than {_minutes(grace)}, no call in "
+            f"flight) against {holds.source}: {len(holds.ips)} IP(s) known")
+    return leaks, fixes, note
 
 
 def eni_drift(ctx: Context) -> Verdict:
@@ -386,8 +497,9 @@ CHECKS: list[Check] = [
           instance_types, "DescribeInstanceTypes of the nodes against the mode (eniip: (EniQuantity-1) x IPs per ENI "
           "> 11; eni: EniQuantity-1 > 6), dual stack (IPv6 = IPv4 per ENI) and trunking (EniTrunkSupported)"),
     Check("cloud.leaked-enis", "No ENI the daemon created is leaked", Scope.CLOUD, NEEDS, leaked_enis,
-          "DescribeNetworkInterfaces of the VPC: ENIs tagged terway.node that are Available, or attached to an "
-          "instance that no longer exists or is not in the cluster"),
+          "DescribeNetworkInterfaces of the VPC: ENIs tagged terway.node that are Available past the grace period "
+          "(--leak-grace), or attached to an instance that no longer exists or is not in the cluster; on a node, the "
+          "secondary IPs of its ENIs that the daemon's store does not know"),
     Check("cloud.eni-drift", "Pod ENIs sit on configured vSwitches", Scope.CLOUD, NEEDS, eni_drift,
           "the nodes' secondary ENIs against the eni_conf vSwitches of their zone"),
     Check("cloud.pod-routes", "Pod vSwitches route 0.0.0.0/0 to a NAT gateway", Scope.CLOUD, NEEDS, pod_routes,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ from terwayctl.core.eniconf import eni_caps_from_conf, merged_eni_conf, parse_en
 from terwayctl.core.errors import InvalidInput, TerwayctlError
 from terwayctl.doctor.context import Context
 from terwayctl.doctor.model import Check, CheckSkipped, Need, Scope, Verdict, fail, ok, warn
+from terwayctl.doctor.readers import TerwayLogReader
 from terwayctl.kube.reads import pods_by_node
 from terwayctl.manifests.values import InvalidValues, values_from_mapping
 
@@ -194,6 +197,88 @@ def _parse_time(text: str) -> float | None:
         return None
 
 
+LOG_TAIL_LINES = 2000
+"""Lines of each Terway pod's log read (the last ones, within --event-window)."""
+_VSWITCH = re.compile(r"\bvsw-[0-9a-z]+")
+_NO_FREE_IPS = re.compile(r"vSwitch (vsw-[0-9a-z]+) has no free IPs")
+_LOG_TS = re.compile(r'(?:^|\s)ts=(\S+)|"ts":\s*"([^"]+)"')
+
+
+_REQUEST_ID = re.compile(r"\bRequest ?I[dD]:? ([0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})")
+_POOL_LOGGER = re.compile(r'logger=terwayctl\.node\.pool\b|"logger":\s*"terwayctl\.node\.pool"')
+
+
+@dataclass
+class _LogHit:
+    node: str
+    pod: str
+    code: str
+    vswitch: str
+    lines: int = 0
+    line: str = ""
+    """The line shown: the pool's first report of the error (else the first line naming it)."""
+    first_time: str = ""
+    last_time: str = ""
+    request_id: str = ""
+
+
+def _log_code(line: str) -> tuple[str, str] | None:
+    """(code, vSwitch or '') of a daemon log line that reports an IP / ENI quota error."""
+    no_free = _NO_FREE_IPS.search(line)
+    if no_free is not None:  # the pool's own line for IpNotEnough: 'vSwitch vsw-... has no free IPs; backing off'
+        return "InvalidVSwitchId.IpNotEnough", no_free.group(1)
+    code = next((c for c in IP_ERROR_CODES if c in line), None)
+    if code is None:
+        return None
+    vswitch = _VSWITCH.search(line)
+    return code, vswitch.group(0) if vswitch else ""
+
+
+def _log_time(line: str) -> str:
+    match = _LOG_TS.search(line)
+    return next((g for g in match.groups() if g), "") if match else ""
+
+
+def _log_hits(ctx: Context, window: float) -> tuple[list[_LogHit], list[str]]:
+    """IP / quota errors in the Terway pods' logs (through the API server), and notes on what was read."""
+    kube = ctx.kube
+    if not isinstance(kube, TerwayLogReader):
+        return [], []  # a reader without pod logs (a unit test's fake): events only
+    logs = kube.terway_logs(max(1, int(window)), LOG_TAIL_LINES)
+    if not logs:
+        return [], ["no Terway pod: no daemon log to read"]
+    now = ctx.now()
+    hits: dict[tuple[str, str, str], _LogHit] = {}
+    notes = []
+    read = 0
+    for log in logs:
+        if log.error:
+            notes.append(f"log of {log.namespace}/{log.pod} (node {log.node or '?'}) not read: {log.error}")
+            continue
+        read += 1
+        for line in log.lines:
+            found = _log_code(line)
+            if found is None:
+                continue
+            when = _log_time(line)
+            stamp = _parse_time(when) if when else None
+            if stamp is not None and now - stamp > window:
+                continue
+            code, vswitch = found
+            hit = hits.setdefault((log.node, vswitch, code), _LogHit(log.node, log.pod, code, vswitch))
+            hit.lines += 1
+            hit.first_time = hit.first_time or when
+            hit.last_time = when or hit.last_time
+            if not hit.line or (_POOL_LOGGER.search(line) and not _POOL_LOGGER.search(hit.line)):
+                hit.line = line
+            request = _REQUEST_ID.search(line)
+            if request is not None and not hit.request_id:
+                hit.request_id = request.group(1)
+    notes.insert(0, f"{read} Terway pod log(s) read through the API server (the last {LOG_TAIL_LINES} lines of "
+                    f"{window / 60:g} min each)")
+    return sorted(hits.values(), key=lambda h: (h.node, h.vswitch, h.code)), notes
+
+
 def ip_errors(ctx: Context) -> Verdict:
     kube = ctx.kube
     times = kube.event_times()
@@ -209,18 +294,35 @@ def ip_errors(ctx: Context) -> Verdict:
         if stamp is not None and now - stamp > window:
             continue
         hits.append((code, event, when))
-    if not hits:
-        return ok(f"no {', '.join(IP_ERROR_CODES)} in the events of the last {window / 60:g} min")
+    log_hits, notes = _log_hits(ctx, window)
+    if not hits and not log_hits:
+        return ok(f"no {', '.join(IP_ERROR_CODES)} in the events of the last {window / 60:g} min", *notes)
     evidence = [f"{e.object_kind} {e.namespace}/{e.object_name}: {e.reason} x{e.count}"
                 f"{f' at {when}' if when else ''}: {_short(e.message)}" for _, e, when in hits]
-    codes = sorted({c for c, _, _ in hits})
+    evidence += [f"node {h.node or '?'} (log of {kube.namespace}/{h.pod}): {h.code}"
+                 f"{f' on {h.vswitch}' if h.vswitch else ''}, {h.lines} line(s)"
+                 f"{f' from {h.first_time} to {h.last_time}' if h.first_time else ''}"
+                 f"{f', request {h.request_id}' if h.request_id else ''}: {_short(h.line, 300)}" for h in log_hits]
+    evidence += notes
+    codes = sorted({c for c, _, _ in hits} | {h.code for h in log_hits})
     fixes = []
     if "InvalidVSwitchId.IpNotEnough" in codes:
-        fixes.append("the pod vSwitch is out of IPs: add one in the zone (terwayctl vswitch add vsw-...)")
+        zones = {n.name: n.zone for n in kube.nodes()}
+        empty = sorted({(zones.get(h.node) or "", h.vswitch) for h in log_hits
+                        if h.code == "InvalidVSwitchId.IpNotEnough"})
+        for zone, vswitch in empty:
+            where = f" (zone {zone})" if zone else ""
+            fixes.append(f"{vswitch or 'a pod vSwitch'}{where} is out of IPs: terwayctl vswitch add "
+                         f"{'--zone ' + zone + ' ' if zone else ''}vsw-<another vSwitch of the zone with free IPs>"
+                         f" (or: terwayctl vswitch add{' --zone ' + zone if zone else ''} --create --snat)")
+        if not empty or any(c == "InvalidVSwitchId.IpNotEnough" for c, _, _ in hits):
+            fixes.append("the pod vSwitch is out of IPs: add one in the zone (terwayctl vswitch add vsw-...)")
     if set(codes) - {"InvalidVSwitchId.IpNotEnough"}:
-        fixes.append("a node hit its ENI/IP quota: lower kubelet --max-pods to the node's capacity "
+        nodes = sorted({h.node for h in log_hits if h.code != "InvalidVSwitchId.IpNotEnough" and h.node})
+        on = f" ({', '.join(nodes)})" if nodes else ""
+        fixes.append(f"a node{on} hit its ENI/IP quota: lower kubelet --max-pods to the node's capacity "
                      "(terwayctl capacity --cluster) or use a larger instance type")
-    return fail(evidence, "; ".join(fixes))
+    return fail(evidence, "\n".join(fixes))
 
 
 def _short(message: str, limit: int = 200) -> str:
@@ -237,6 +339,6 @@ CHECKS: list[Check] = [
     Check("cluster.max-pods", "kubelet max-pods does not exceed the pod IPs", Scope.CLUSTER, NEEDS, max_pods,
           "nodes' capacity.pods against their instance type's pod IPs under eni_conf (as capacity --cluster)"),
     Check("cluster.ip-errors", "No recent IP or ENI quota errors", Scope.CLUSTER, NEEDS, ip_errors,
-          "Events of every namespace within --event-window whose reason or message has "
-          "InvalidVSwitchId.IpNotEnough or a quota code"),
+          "Events of every namespace, and the Terway pods' daemon logs (through the API server), within "
+          "--event-window, naming InvalidVSwitchId.IpNotEnough or a quota code"),
 ]

@@ -23,6 +23,8 @@ DEFAULT_CNI_BIN_DIR = Path("/opt/cni/bin")
 DEFAULT_SOCKET = Path("/var/run/eni/eni.socket")
 DEFAULT_EVENT_WINDOW = 3600.0
 DEFAULT_PROBE_TIMEOUT = 3.0
+DEFAULT_LEAK_GRACE = 600.0
+DEFAULT_STATE_DIR = Path("/var/lib/cni/terway")
 
 T = TypeVar("T")
 
@@ -53,6 +55,10 @@ class DoctorOptions:
     external_target: Target | None = None
     hostport_target: Target | None = None
     probe_timeout: float = DEFAULT_PROBE_TIMEOUT
+    leak_grace: float = DEFAULT_LEAK_GRACE
+    """Seconds: a leaked-looking ENI (or an IP on an ENI) younger than this is not reported (it may be attaching)."""
+    state_dir: Path = DEFAULT_STATE_DIR
+    """The node daemon's state directory: its store says which IPs the daemon holds (cloud.leaked-enis)."""
 
 
 Factory = Callable[[], Any]

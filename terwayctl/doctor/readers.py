@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from terwayctl.cloud.models import (
     Eip,
@@ -122,6 +122,28 @@ class KubeReader(Protocol):
         ...
 
     def terway_daemonset(self) -> DaemonSetState | None: ...
+
+
+@dataclass(frozen=True)
+class PodLog:
+    """The recent log of one Terway pod's daemon container, read through the API server."""
+
+    node: str
+    namespace: str
+    pod: str
+    container: str
+    lines: tuple[str, ...] = ()
+    error: str = ""
+    """Why the log could not be read ('' when it was)."""
+
+
+@runtime_checkable
+class TerwayLogReader(Protocol):
+    """A `KubeReader` that can also read the Terway pods' logs (`KubeSource` can; small fakes need not)."""
+
+    def terway_logs(self, since_seconds: int, tail_lines: int) -> list[PodLog]:
+        """The daemon container's log of every pod of the Terway DaemonSet (none without the DaemonSet)."""
+        ...
 
 
 # --- node ----------------------------------------------------------------------------------------

@@ -8,22 +8,32 @@ had" (no credentials, no region, no kubeconfig, API server unreachable) into a s
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from terwayctl.core import defaults
 from terwayctl.doctor.context import DoctorOptions, Inputs
 from terwayctl.doctor.model import CheckSkipped
-from terwayctl.doctor.readers import ClusterNode, DaemonSetState, KubeReader, NodeReader, Prober
+from terwayctl.doctor.readers import ClusterNode, DaemonSetState, KubeReader, NodeReader, PodLog, Prober
 from terwayctl.kube.api import ObjectReader
-from terwayctl.kube.errors import KubeNotFound
+from terwayctl.kube.errors import KubeError, KubeNotFound
 from terwayctl.kube.reads import (
     EventInfo,
     PodInfo,
+    PodLogReader,
     find_terway_daemonset,
     list_events,
     list_pods,
     node_from_object,
+    read_pod_log,
 )
+
+DAEMON_CONTAINER = "terway"
+"""The daemon's container in the rendered DaemonSet (templates/): its log is the daemon's."""
+
+
+@runtime_checkable
+class _LogCapable(ObjectReader, PodLogReader, Protocol):
+    """The real `KubeClient`: objects and pod logs."""
 
 
 def _int(value: Any) -> int:
@@ -84,6 +94,25 @@ class KubeSource:
         except KubeNotFound:
             return None
         return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+
+    def terway_logs(self, since_seconds: int, tail_lines: int) -> list[PodLog]:
+        found = find_terway_daemonset(self.reader, self._namespace)
+        if found is None or not isinstance(self.reader, _LogCapable):
+            return []
+        selector = ",".join(f"{k}={v}" for k, v in sorted(found.match_labels.items()))
+        logs = []
+        for obj in self.reader.list("v1", "pods", self._namespace, label_selector=selector):
+            meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+            names = [str(c.get("name")) for c in spec.get("containers") or []]
+            container = DAEMON_CONTAINER if DAEMON_CONTAINER in names or not names else names[0]
+            name, node = str(meta.get("name", "")), str(spec.get("nodeName") or "")
+            try:
+                lines = read_pod_log(self.reader, self._namespace, name, container, since_seconds, tail_lines)
+            except KubeError as exc:
+                logs.append(PodLog(node, self._namespace, name, container, error=exc.message))
+                continue
+            logs.append(PodLog(node, self._namespace, name, container, tuple(lines)))
+        return sorted(logs, key=lambda p: (p.node, p.pod))
 
     def terway_daemonset(self) -> DaemonSetState | None:
         found = find_terway_daemonset(self.reader, self._namespace)

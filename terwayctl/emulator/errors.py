@@ -17,6 +17,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "Forbidden.RAM": 403,
     "EniPerInstanceLimitExceeded": 403,
     "InvalidOperation.Ipv4CountExceeded": 403,
+    "InvalidOperation.Ipv6CountExceeded": 403,
     "QuotaExceeded.PrivateIpAddress": 403,
     "InvalidVSwitchId.IpNotEnough": 403,
     "InvalidOperation.DetachPrimaryEniNotAllowed": 403,

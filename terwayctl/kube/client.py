@@ -134,6 +134,25 @@ class KubeClient:
         return self.request("PUT", resource_path(api_version, plural, namespace, name), what=f"{plural}/{name}",
                             body=dict(obj), query=[("fieldManager", FIELD_MANAGER)])
 
+    def pod_log(self, namespace: str, name: str, *, container: str | None = None, since_seconds: int | None = None,
+                tail_lines: int | None = None, limit_bytes: int | None = None) -> str:
+        """A container's log (GET .../pods/NAME/log, text/plain) through the typed client's
+        read_namespaced_pod_log, with this client's request timeout; errors become terwayctl.kube.errors."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        core: Any = client.CoreV1Api(self._dynamic.client)
+        options = {k: v for k, v in (("container", container), ("since_seconds", since_seconds),
+                                     ("tail_lines", tail_lines), ("limit_bytes", limit_bytes)) if v is not None}
+        try:
+            text = core.read_namespaced_pod_log(name, namespace, _request_timeout=self._timeout, **options)
+        except ApiException as exc:
+            raise from_api_error(exc.status or None, exc.body, f"pods/{name}/log") from None
+        except HTTPError as exc:
+            raise unreachable(self.server, _reason(exc)) from None
+        return text if isinstance(text, str) else str(text or "")
+
     def patch(self, api_version: str, plural: str, name: str, patch: Any, *, namespace: str | None = None,
               content_type: str = "application/merge-patch+json") -> Obj:
         return self.request("PATCH", resource_path(api_version, plural, namespace, name), what=f"{plural}/{name}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from terwayctl.core import defaults
 from terwayctl.kube.api import ObjectReader
@@ -177,3 +177,24 @@ def find_terway_daemonset(reader: ObjectReader, namespace: str) -> TerwayDaemonS
         labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         return TerwayDaemonSet(name, namespace, mode, {str(k): str(v) for k, v in labels.items()})
     return None
+
+
+LOG_TAIL_LINES = 2000
+"""At most this many lines of a container's log are read (tailLines)."""
+LOG_LIMIT_BYTES = 4 * 1024 * 1024
+"""...and at most this many bytes (limitBytes)."""
+
+
+class PodLogReader(Protocol):
+    """GET /api/v1/namespaces/NS/pods/NAME/log (`KubeClient.pod_log`)."""
+
+    def pod_log(self, namespace: str, name: str, *, container: str | None = None, since_seconds: int | None = None,
+                tail_lines: int | None = None, limit_bytes: int | None = None) -> str: ...
+
+
+def read_pod_log(reader: PodLogReader, namespace: str, name: str, container: str | None, since_seconds: int,
+                 tail_lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines of a container's log written within `since_seconds`, bounded in lines and bytes."""
+    text = reader.pod_log(namespace, name, container=container, since_seconds=max(1, int(since_seconds)),
+                          tail_lines=max(0, min(int(tail_lines), LOG_TAIL_LINES)), limit_bytes=LOG_LIMIT_BYTES)
+    return text.splitlines()

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ MAX_PODS = 110
 KUBELET_POLL_S = 0.1
 ZONE_LABEL = "topology.kubernetes.io/zone"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+DAEMON_CONTAINER = "terway"
+"""The daemon's container of the rendered DaemonSet: its log is the node's daemon.log."""
 
 
 def rendered_objects(topology: Topology) -> list[dict[str, Any]]:
@@ -106,11 +109,14 @@ class LabCluster:
     """
 
     def __init__(self, topology: Topology, kubeconfig: Path, *, daemon_ready: Callable[[str], bool],
-                 restart: Callable[[str], None]) -> None:
+                 restart: Callable[[str], None], daemon_log: Callable[[str], Path] | None = None) -> None:
         self.topology = topology
         self.kubeconfig = kubeconfig
         self.server = KubeApiServer()
         self.server.controller.mode = "manual"  # the loop below plays the controller, per node
+        # the lab's files sit beside its kubeconfig: <lab>/<node>/daemon.log (terwayctl.lab.state)
+        self._daemon_log = daemon_log or (lambda node: kubeconfig.parent / node / "daemon.log")
+        self.server.log_source = self.pod_log
         self._daemon_ready = daemon_ready
         self._restart = restart
         self._stop = threading.Event()
@@ -184,6 +190,23 @@ class LabCluster:
         self.server.store.replace(CORE_PODS, NAMESPACE, created["metadata"]["name"], created, status_only=True,
                                   manager="kubelet")
 
+    def pod_log(self, namespace: str, name: str, container: str) -> str | None:
+        """What kubelet serves as a terway pod's log: its node's daemon log file (the daemon container's
+        output); None for other pods and containers (the API server then has no log for them)."""
+        if namespace != NAMESPACE or container != DAEMON_CONTAINER:
+            return None
+        try:
+            pod = self.server.store.get(CORE_PODS, namespace, name)
+        except ApiError:
+            return None
+        node = str((pod.get("spec") or {}).get("nodeName") or "")
+        if not node or name not in {p["metadata"]["name"] for p in self.terway_pods(node)}:
+            return None
+        try:
+            return self._daemon_log(node).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
     def _loop(self) -> None:
         while not self._stop.wait(KUBELET_POLL_S):
             try:
@@ -232,7 +255,8 @@ class LabCluster:
     # --- the lab's pods ------------------------------------------------------------------------
 
     def pod_put(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Create (or update) a lab pod: name, namespace, node, annotations, ip ('' before ADD)."""
+        """Create (or update) a lab pod: name, namespace, node, annotations, owners (`lab pod add --owner`:
+        [{apiVersion, kind, name}], its controller ownerReference), ip ('' before ADD)."""
         namespace, name = str(request.get("namespace") or "default"), str(request["name"])
         try:
             old = self.server.store.get(CORE_PODS, namespace, name)
@@ -243,7 +267,8 @@ class LabCluster:
             old = self.server.store.create(CORE_PODS, namespace, {
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "namespace": namespace,
-                             "annotations": {str(k): str(v) for k, v in (request.get("annotations") or {}).items()}},
+                             "annotations": {str(k): str(v) for k, v in (request.get("annotations") or {}).items()},
+                             **_owner_references(namespace, request.get("owners") or [])},
                 "spec": {"nodeName": str(request["node"]), "containers": [{"name": "c", "image": "twlab"}]},
             }, manager="twlab")
         ip = str(request.get("ip") or "")
@@ -264,3 +289,14 @@ class LabCluster:
             self.server.get("v1", "Namespace", namespace)
         except ApiError:
             self.server.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+
+
+def _owner_references(namespace: str, owners: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """ownerReferences of a lab pod (its controller, e.g. StatefulSet/web); the owner object itself is not
+    created, its uid is derived from namespace, kind and name (the same for every pod of one owner)."""
+    if not owners:
+        return {}
+    refs = [{"apiVersion": str(o.get("apiVersion") or "apps/v1"), "kind": str(o["kind"]), "name": str(o["name"]),
+             "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"twlab/{namespace}/{o['kind']}/{o['name']}")),
+             "controller": True, "blockOwnerDeletion": True} for o in owners]
+    return {"ownerReferences": refs}

@@ -34,6 +34,7 @@ class PodSpec:
     annotations: Mapping[str, str] = field(default_factory=dict)
     bandwidth_in: str | None = None  # Kubernetes quantity, bits per second ("10M")
     bandwidth_out: str | None = None
+    owner: str = ""  # KIND/NAME of the pod's controller in the lab's API server (--kube), e.g. StatefulSet/web
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,21 @@ def parse_annotations(items: Sequence[str]) -> dict[str, str]:
     return result
 
 
+OWNER_API_VERSIONS = {"statefulset": "apps/v1", "replicaset": "apps/v1", "daemonset": "apps/v1",
+                      "deployment": "apps/v1", "job": "batch/v1", "cloneset": "apps.kruise.io/v1alpha1"}
+
+
+def parse_owner(owner: str) -> dict[str, str]:
+    """`--owner KIND/NAME` (kubectl's TYPE/NAME spelling, e.g. StatefulSet/web) as the Pod's controller
+    ownerReference (apiVersion from the kind; any other kind gets apps/v1)."""
+    kind, sep, name = owner.partition("/")
+    if not sep or not kind.strip() or not name.strip() or "/" in name:
+        raise InvalidInput(f"--owner must be KIND/NAME, got {owner!r}",
+                           hint="e.g. --owner StatefulSet/web (a Deployment's pod: --owner ReplicaSet/web-5d8f)")
+    kind, name = kind.strip(), name.strip()
+    return {"apiVersion": OWNER_API_VERSIONS.get(kind.lower(), "apps/v1"), "kind": kind, "name": name}
+
+
 def runtime_config(spec: PodSpec) -> dict[str, Any]:
     bandwidth: dict[str, int] = {}
     for direction, value in (("ingress", spec.bandwidth_in), ("egress", spec.bandwidth_out)):
@@ -69,6 +85,10 @@ def add(lab_name: str, spec: PodSpec) -> PodRecord:
     topology = lab.topology()
     naming.check_pod_name(spec.name)
     node = topology.node(spec.node)
+    owners = [parse_owner(spec.owner)] if spec.owner else []
+    if owners and not topology.kube:
+        raise InvalidInput(f"--owner needs the lab's API server: lab {lab_name} was started without --kube",
+                           hint="the daemon reads the pod's ownerReferences there: terwayctl lab up --kube")
     config = runtime_config(spec)
     record = PodRecord(spec.name, node.name, naming.pod_ns(lab_name, spec.name), secrets.token_hex(32),
                        spec.namespace, annotations=dict(spec.annotations),
@@ -81,7 +101,7 @@ def add(lab_name: str, spec: PodSpec) -> PodRecord:
         if spec.annotations:
             _set_annotations(lab.annotations(node.name), f"{spec.namespace}/{spec.name}", spec.annotations)
     try:
-        _kube_pod(lab, topology, record)  # --kube: the Pod exists before ADD, as kubelet's would
+        _kube_pod(lab, topology, record, owners=owners)  # --kube: the Pod exists before ADD, as kubelet's would
         netns.create(record.ns)
         with netns.iproute(record.ns) as nl:
             nl.link("set", index=nl.link_lookup(ifname="lo")[0], state="up")
@@ -103,9 +123,11 @@ def add(lab_name: str, spec: PodSpec) -> PodRecord:
     return record
 
 
-def _kube_pod(lab: LabDir, topology: Topology, record: PodRecord, *, delete: bool = False) -> None:
-    """Mirror a lab pod in the lab's API server (`lab up --kube`): created before ADD, its podIP after,
-    deleted after DEL. The daemons' pod GC releases the IPs of pods missing there."""
+def _kube_pod(lab: LabDir, topology: Topology, record: PodRecord, *, delete: bool = False,
+              owners: Sequence[Mapping[str, str]] = ()) -> None:
+    """Mirror a lab pod in the lab's API server (`lab up --kube`): created before ADD (with `owners` as
+    its ownerReferences), its podIP after, deleted after DEL. The daemons' pod GC releases the IPs of
+    pods missing there."""
     if not topology.kube:
         return
     from terwayctl.lab.control import ask
@@ -114,7 +136,7 @@ def _kube_pod(lab: LabDir, topology: Topology, record: PodRecord, *, delete: boo
         ask(lab.control_socket, "kube_pod_delete", name=record.name, namespace=record.namespace)
     else:
         ask(lab.control_socket, "kube_pod_put", name=record.name, namespace=record.namespace, node=record.node,
-            annotations=record.annotations, ip=record.ip)
+            annotations=record.annotations, ip=record.ip, owners=[dict(o) for o in owners])
 
 
 def delete(lab_name: str, name: str) -> PodRecord:
@@ -133,6 +155,19 @@ def delete(lab_name: str, name: str) -> PodRecord:
     with lab.locked() as state:
         state.pods.pop(name, None)
     return record
+
+
+def lease_of(lab_name: str, record: PodRecord) -> dict[str, Any] | None:
+    """The lease the node's daemon keeps for a deleted pod's IP (a StatefulSet pod: docs/node.md,
+    "Stable IPs for StatefulSet pods"), from its `daemon status`; None when the IP was released."""
+    from terwayctl.node.client import DaemonUnavailable, ask_status
+
+    try:
+        doc = ask_status(LabDir(lab_name).node_socket(record.node), timeout=3)
+    except DaemonUnavailable:
+        return None
+    pod = f"{record.namespace}/{record.name}"
+    return next((dict(x) for x in doc.get("leases") or [] if x.get("ip") == record.ip and x.get("pod") == pod), None)
 
 
 def pods(lab_name: str) -> list[PodRecord]:

@@ -24,7 +24,14 @@ from collections.abc import Iterable
 
 from terwayctl.emulator.hooks import EniInfo
 from terwayctl.kernel import netns
-from terwayctl.kernel.netlink import NUD_PERMANENT, RT_SCOPE_LINK, RT_TABLE_MAIN, Netlink, is_absent, is_exists
+from terwayctl.kernel.netlink import (
+    NUD_PERMANENT,
+    RT_SCOPE_LINK,
+    RT_TABLE_MAIN,
+    Netlink,
+    is_absent,
+    is_exists,
+)
 from terwayctl.kernel.netns import Namespace
 
 AF_INET6 = 10

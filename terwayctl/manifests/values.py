@@ -29,7 +29,7 @@ DEFAULT_IMAGE = f"{DEFAULT_IMAGE_REPOSITORY}:v{__version__}"
 DEFAULT_POLICY_IMAGE = "registry-cn-hangzhou.ack.aliyuncs.com/acs/terway:v1.16.7"
 """Upstream Terway's image (charts/terway/values.yaml @89aadf8): it ships cilium-agent and cilium-cni."""
 MODES = ("eniip", "eni")
-IP_STACKS = ("ipv4",)
+IP_STACKS = ("ipv4", "dual")
 """The node daemon allocates and routes IPv4 only: `dual` (and anything else) is refused."""
 SELECTION_POLICIES = ("ordered", "random")
 PULL_POLICIES = ("IfNotPresent", "Always", "Never")
@@ -186,15 +186,14 @@ def _list(raw: Any) -> tuple[str, ...]:
 
 def _ip_stack(raw: Any) -> str:
     value = _text(raw)
-    if value.lower() in ("dual", "ipv6"):
+    if value.lower() == "ipv6":
         raise _Bad(
-            f"{value} is not supported: the terwayctl node daemon allocates and routes IPv4 only "
-            "(it refuses a dual-stack eni_conf at start)",
-            "use ip_stack=ipv4 (the default) with one IPv4 service_cidr",
+            f"{value} is not supported: the terwayctl node daemon gives every pod an IPv4 address (no IPv6-only)",
+            "use ip_stack=ipv4 (the default), or dual with an IPv4,IPv6 service_cidr pair",
         )
-    if value not in IP_STACKS:
-        raise _Bad(f"must be ipv4, got {value!r}", "ipv4 is the only IP stack the node daemon runs")
-    return value
+    if value.lower() in IP_STACKS:
+        return value.lower()
+    raise _Bad(f"must be ipv4 or dual, got {value!r}", "ipv4 (the default) or dual")
 
 
 def _kind(raw: Any) -> str:
@@ -216,8 +215,8 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "vswitches": (_list, "vswitches.<zone>: pod vSwitch ids of that zone"),
     "vswitch_selection_policy": (_choice(SELECTION_POLICIES), "ordered or random"),
     "security_groups": (_list, "1 to 10 security group ids for the pod ENIs"),
-    "service_cidr": (_text, "Kubernetes service CIDR, one IPv4 CIDR"),
-    "ip_stack": (_ip_stack, "ipv4 (dual is refused: the node daemon runs IPv4 only)"),
+    "service_cidr": (_text, "Kubernetes service CIDR: one IPv4 CIDR, or with ip_stack=dual an IPv4,IPv6 pair"),
+    "ip_stack": (_ip_stack, "ipv4 (the default) or dual (IPv4 and IPv6 per pod where the node type is eligible)"),
     "pool.max_size": (_int, "max_pool_size: idle pod IPs kept at most per node"),
     "pool.min_size": (_int, "min_pool_size: idle pod IPs kept at least per node"),
     "pool.sync_period": (_optional_text, "ip_pool_sync_period, a Go duration such as 30s or 5m"),
@@ -490,7 +489,7 @@ def _build(given: Mapping[str, Any], origin: Mapping[str, str], problems: list[P
     vswitches = _check_vswitches(c, region_id)
     security_groups = _check_security_groups(c)
     ip_stack = c.get("ip_stack", "ipv4")
-    service_cidr = _check_service_cidr(c)
+    service_cidr = _check_service_cidr(c, ip_stack)
     pool = _check_pool(c)
     secret = c.get("credentials.secret")
     if secret is not None and not (_DNS_SUBDOMAIN.fullmatch(secret) and len(secret) <= 253):
@@ -592,7 +591,7 @@ def _check_security_groups(c: _Checker) -> tuple[str, ...]:
     return groups
 
 
-def _check_service_cidr(c: _Checker) -> str:
+def _check_service_cidr(c: _Checker, ip_stack: str = "ipv4") -> str:
     text: str = c.get("service_cidr", "")
     parts = [p.strip() for p in text.split(",") if p.strip()]
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
@@ -605,8 +604,14 @@ def _check_service_cidr(c: _Checker) -> str:
     v4 = [n for n in networks if n.version == 4]
     if not networks:
         c.fail("service_cidr", "is empty", f"e.g. {defaults.DEFAULT_SERVICE_CIDR}")
+    elif ip_stack == "dual" and len(networks) == 2 and len(v4) == 1:
+        if networks[0].version != 4:
+            c.fail("service_cidr", f"{text!r}: the IPv4 CIDR comes first", "e.g. 172.21.0.0/20,fd00:172:21::/112")
+    elif ip_stack == "dual" and not (len(v4) == 1 and len(networks) == 1):
+        c.fail("service_cidr", f"{text!r} must be one IPv4 CIDR or an IPv4,IPv6 pair",
+               "e.g. 172.21.0.0/20,fd00:172:21::/112 (kube-apiserver --service-cluster-ip-range)")
     elif len(v4) != 1 or len(networks) != 1:
-        hint = f"give one IPv4 CIDR, e.g. {defaults.DEFAULT_SERVICE_CIDR} (dual stack is not supported)"
+        hint = f"give one IPv4 CIDR, e.g. {defaults.DEFAULT_SERVICE_CIDR} (an IPv4,IPv6 pair needs ip_stack=dual)"
         c.fail("service_cidr", f"{text!r} must be one IPv4 CIDR", hint)
     return ",".join(str(n) for n in networks)
 

@@ -37,6 +37,8 @@ REPAIRS = {
     "veth-mismatch": "none: DEL the pod",
     "allocation-without-rules": "kept: the runtime retries the ADD (same IP) or sends DEL",
     "kernel-leftover": "torn down at the daemon's next start",
+    "ipv6-not-in-cloud": "reconcile drops it (dual stack, node/ipv6.py)",
+    "ipv6-not-in-store": "reconcile adopts it and pairs it with a pod IPv4 of the ENI",
 }
 
 
@@ -174,6 +176,11 @@ def check(store_path: Path, node_ns: str, cloud: EniCloud, instance_id: str, mod
                 found.append(Mismatch("kernel-leftover", veth.name, "a pod veth without a route or allocation"))
     if netns.exists(node_ns):
         found += _exclusive_mismatches(store_path, node_ns, allocated, leftovers=mode is PoolMode.ENI)
+    if mode is PoolMode.ENIIP:  # a dual-stack node's IPv6 half (nothing on an IPv4 node's store)
+        from terwayctl.node.ipv6 import audit
+
+        found += [Mismatch(kind, subject, detail)
+                  for kind, subject, detail in audit(store_path, node_ns, cloud_enis, allocated, busy)]
     found = [m if m.repair else Mismatch(m.kind, m.subject, m.detail, REPAIRS.get(m.kind, "")) for m in found]
     in_flight = [f"{i.action} {i.eni_id or '-'} (pid {i.pid})" for i in after.intents]
     when = ""

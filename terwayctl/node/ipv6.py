@@ -135,20 +135,20 @@ def refuse_vswitches(cloud: EniCloud, ids: Iterable[str]) -> tuple[dict[str, str
 
 
 def ensure_schema(store: Store) -> None:
-    with store._tx() as conn:  # noqa: SLF001 - the dual-stack tables live in the daemon's store
+    with store._tx() as conn:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
 
 
 def tables_exist(store: Store) -> bool:
-    with store._lock:  # noqa: SLF001
-        return store._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ipv6'").fetchone() is not None  # noqa: SLF001
+    with store._lock:
+        return store._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ipv6'").fetchone() is not None
 
 
 def _rows(store: Store, sql: str, args: Sequence[object] = ()) -> list[Any]:
-    with store._lock:  # noqa: SLF001
-        return list(store._conn.execute(sql, args).fetchall())  # noqa: SLF001
+    with store._lock:
+        return list(store._conn.execute(sql, args).fetchall())
 
 
 def pairs(store: Store) -> dict[str, str]:
@@ -229,7 +229,7 @@ class DualStack:
         cidr = self.vswitch_cidrs.get(vswitch_id)
         if cidr is None:
             return False
-        with self.store._tx() as conn:  # noqa: SLF001
+        with self.store._tx() as conn:
             conn.execute("INSERT OR IGNORE INTO eni_ipv6 VALUES (?, ?, ?)", (eni_id, cidr, gateway_of(cidr)))
         return True
 
@@ -263,7 +263,7 @@ class DualStack:
             log.warning("IPv6 for ENI %s: %s", eni_id, exc)
 
     def _pair(self, eni_id: str) -> None:
-        with self.store._tx() as conn:  # noqa: SLF001
+        with self.store._tx() as conn:
             free6 = [r[0] for r in conn.execute("SELECT ip6 FROM ipv6 WHERE eni_id = ? AND ip4 IS NULL ORDER BY ip6",
                                                 (eni_id,))]
             lone4 = [r[0] for r in conn.execute(
@@ -295,7 +295,7 @@ class DualStack:
             return self.v6cloud.assign_ipv6_addresses(eni_id, count=count, client_token=token)
 
         try:
-            got = [normal(a) for a in self.ledger._with_token(intent, "AssignIpv6Addresses", call)]  # noqa: SLF001
+            got = [normal(a) for a in self.ledger._with_token(intent, "AssignIpv6Addresses", call)]
         except Unresolved:
             ni = self.ledger.describe(eni_id)
             if ni is None:
@@ -304,7 +304,7 @@ class DualStack:
             got = sorted({normal(a) for a in ni.ipv6_addresses} - known)
             log.warning("AssignIpv6Addresses on %s: no reply; the cloud shows %d new IPv6 address(es), adopted",
                         eni_id, len(got))
-        with self.store._tx() as conn:  # noqa: SLF001
+        with self.store._tx() as conn:
             conn.executemany("INSERT OR IGNORE INTO ipv6 (ip6, eni_id) VALUES (?, ?)", [(a, eni_id) for a in got])
             conn.execute("DELETE FROM intents WHERE id = ?", (intent,))
         return got
@@ -331,7 +331,7 @@ class DualStack:
             if not wanted:
                 break
         gone = [a for a in ips6 if a not in wanted]
-        with self.store._tx() as conn:  # noqa: SLF001
+        with self.store._tx() as conn:
             conn.executemany("DELETE FROM ipv6 WHERE ip6 = ?", [(normal(a),) for a in gone])
             conn.execute("DELETE FROM intents WHERE id = ?", (intent,))
         if wanted and error is not None:
@@ -352,7 +352,7 @@ class DualStack:
             if ni is None:
                 continue
             cloud = {normal(a) for a in ni.ipv6_addresses}
-            with self._lock(eni_id), self.store._tx() as conn:  # noqa: SLF001
+            with self._lock(eni_id), self.store._tx() as conn:
                 have = {str(r[0]) for r in conn.execute("SELECT ip6 FROM ipv6 WHERE eni_id = ?", (eni_id,))}
                 for a in sorted(cloud - have):
                     conn.execute("INSERT OR IGNORE INTO ipv6 (ip6, eni_id) VALUES (?, ?)", (a, eni_id))
@@ -382,14 +382,14 @@ def start_dual(daemon: Any, ip_limit: int) -> tuple[StackDecision, DualStack | N
     choice = daemon.datapath_choice
     decision = decide(config.ip_stack, instance_type=type_name, ipv4_per_eni=ips4 or ip_limit, ipv6_per_eni=ips6,
                       eniip=config.mode.value == "eniip", veth=choice is None or choice.mode == "veth")
-    pool_vswitches: dict[str, Any] = daemon._vswitches  # noqa: SLF001
+    pool_vswitches: dict[str, Any] = daemon._vswitches
     dual: DualStack | None = None
     if decision.dual:
         wanted = config.pool.vswitches_for(config.identity.zone_id, config.identity.vswitch_id)
         usable, refused = refuse_vswitches(daemon.cloud, wanted)
         for reason in refused.values():
             log.error("%s", reason)
-        pool_vswitches = {k: v for k, v in daemon._vswitches.items() if k not in refused}  # noqa: SLF001
+        pool_vswitches = {k: v for k, v in daemon._vswitches.items() if k not in refused}
         ledger = Ledger(daemon.cloud, daemon.store, config.identity.instance_id)
         dual = DualStack(daemon.cloud, daemon.store, ledger, usable, decision, refused)
         log.info("ip_stack dual: running dual stack (%s)", decision.reason)
@@ -401,6 +401,52 @@ def start_dual(daemon: Any, ip_limit: int) -> tuple[StackDecision, DualStack | N
 
 class Ipv6Unavailable(Exception):
     """A dual-stack pod cannot get its IPv6 address now."""
+
+
+def audit(
+    store_path: Any, node_ns: str, cloud_enis: Mapping[str, NetworkInterface], allocated: Iterable[str],
+    busy: Iterable[str],
+) -> list[tuple[str, str, str]]:
+    """`ipam check` of the IPv6 half (a dual-stack node's store only): (kind, subject, detail) for an
+    IPv6 address in the store but not on its ENI in the cloud or the other way round (ENIs with a call
+    under way are skipped), an allocation whose IPv6 lacks its 512/2048 rules or host route, and IPv6
+    rules no allocation explains."""
+    from terwayctl.kernel import netns
+    from terwayctl.kernel.datapath import v6
+    from terwayctl.kernel.datapath.conn import NodeConn
+    from terwayctl.kernel.datapath.model import FROM_POD_PRIORITY, TO_POD_PRIORITY
+
+    with Store(store_path, readonly=True) as store:
+        if not tables_exist(store):
+            return []
+        held = addresses(store)
+        paired = pairs(store)
+    skip = set(busy)
+    found: list[tuple[str, str, str]] = []
+    for eni_id, ni in sorted(cloud_enis.items()):
+        if eni_id in skip or (eni_id not in held and not ni.ipv6_addresses):
+            continue
+        cloud = {normal(a) for a in ni.ipv6_addresses}
+        mine = held.get(eni_id, set())
+        found += [("ipv6-not-in-cloud", a, f"the store lists it on {eni_id}") for a in sorted(mine - cloud)]
+        found += [("ipv6-not-in-store", a, f"assigned to {eni_id} but unknown to the daemon")
+                  for a in sorted(cloud - mine)]
+    if not netns.exists(node_ns):
+        return found
+    wanted = {paired[ip4]: ip4 for ip4 in allocated if ip4 in paired}
+    with NodeConn(node_ns) as conn:
+        rules, routes = v6.rules6(conn), v6.routes6(conn)
+    from_rules = {a for r in rules if r.u32(v6.FRA_PRIORITY) == FROM_POD_PRIORITY
+                  and (a := v6.ip6(r, v6.FRA_SRC)) is not None}
+    to_rules = {a for r in rules if r.u32(v6.FRA_PRIORITY) == TO_POD_PRIORITY and (a := v6.ip6(r, v6.FRA_DST)) is not None}
+    for ip6, ip4 in sorted(wanted.items()):
+        if ip6 not in from_rules or ip6 not in to_rules:
+            found.append(("allocation-without-rules", ip6, f"the IPv6 of {ip4}: the 512/2048 ip -6 rules are missing"))
+        if v6.pod_route_device6(routes, ipaddress.IPv6Address(ip6)) is None:
+            found.append(("allocation-without-veth", ip6, f"the IPv6 of {ip4}: no host veth routes it"))
+    for ip6 in sorted((from_rules | to_rules) - set(wanted)):
+        found.append(("kernel-leftover", ip6, "ip -6 rules: no allocation holds this IPv6 address"))
+    return found
 
 
 def add_to_result(result: dict[str, object], ip6: str) -> dict[str, object]:

@@ -138,13 +138,14 @@ def eni_default6(routes: Sequence[RawEntry], table: int) -> RawEntry | None:
 
 def ensure_eni_table6(nl: Netlink, routes: Sequence[RawEntry], eni_index: int, gateway6: IPv6Address, table: int) -> bool:
     """``<gw6> dev <eni> scope link`` in main and ``default via <gw6> dev <eni> onlink`` in `table`;
-    True when the default route was added or changed."""
-    try:
-        nl.route("add", family=AF_INET6, dst=f"{gateway6}/128", oif=eni_index, scope=RT_SCOPE_LINK,
-                 table=RT_TABLE_MAIN)
-    except Exception as exc:
-        if not is_exists(exc):
-            raise
+    True when the default route was added or changed.
+
+    The main route is replaced, as upstream's nic.Setup does: ENIs of one vSwitch share the gateway,
+    and the kernel accepts an IPv6 ``onlink`` gateway only when main routes it through the same
+    device (ip6_route_check_nh_onlink), so it points at the ENI being set up (the other ENIs'
+    default routes, already in their tables, stay valid)."""
+    nl.route("replace", family=AF_INET6, dst=f"{gateway6}/128", oif=eni_index, scope=RT_SCOPE_LINK,
+             table=RT_TABLE_MAIN)
     current = eni_default6(routes, table)
     if current is not None and ip6(current, RTA_GATEWAY) == str(gateway6) and current.u32(RTA_OIF) == eni_index:
         return False

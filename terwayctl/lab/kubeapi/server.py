@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import ssl
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +27,10 @@ CORE_NODES = resources.require("", "v1", "nodes")
 CORE_PODS = resources.require("", "v1", "pods")
 APPS_DAEMONSETS = resources.require("apps", "v1", "daemonsets")
 CORE_NAMESPACES = resources.require("", "v1", "namespaces")
+
+
+LogSource = Callable[[str, str, str], "str | None"]
+LOG_TIME = re.compile(r'(?:^|\s)ts=(\S+)|"ts":\s*"([^"]+)"|^(\d{4}-\d\d-\d\dT\S+)\s')
 
 
 @dataclass
@@ -53,6 +60,10 @@ class KubeApiServer:
         self.store = store or Store()
         self.controller = DaemonSetController()
         self.requests: list[tuple[str, str]] = []
+        self.logs: dict[tuple[str, str, str], str] = {}
+        """(namespace, pod, container) -> the container's log, for ``GET .../pods/NAME/log``."""
+        self.log_source: LogSource | None = None
+        """Asked first: (namespace, pod, container) -> the log text, None when it has none (then `logs`)."""
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self.store.hooks.append(self._on_write)
@@ -257,13 +268,20 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         api = self.server.api
         api.requests.append((method, self.path))
+        kind = "application/json"
         try:
-            code, payload = self._dispatch(api, method, parts.path.rstrip("/") or "/", query, body)
+            path = parts.path.rstrip("/") or "/"
+            log = _LOG_PATH.fullmatch(path)
+            if log is not None:
+                code, text = 200, _pod_log(api, method, log.group(1), log.group(2), query)
+                kind, data = "text/plain", text.encode()
+            else:
+                code, payload = self._dispatch(api, method, path, query, body)
+                data = json.dumps(payload).encode()
         except ApiError as error:
-            code, payload = error.code, error.status()
-        data = json.dumps(payload).encode()
+            code, data, kind = error.code, json.dumps(error.status()).encode(), "application/json"
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -358,3 +376,73 @@ def _decode(body: bytes, content_type: str) -> Any:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise bad_request(f"cannot decode the request body: {exc}") from None
+
+
+_LOG_PATH = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log")
+
+
+def _int_param(query: Mapping[str, str], key: str, minimum: int) -> int | None:
+    if key not in query:
+        return None
+    try:
+        value = int(query[key])
+    except ValueError:
+        raise bad_request(f"invalid value {query[key]!r} for {key}: not an integer") from None
+    if value < minimum:
+        raise ApiError(422, "Invalid", f"PodLogOptions \"\" is invalid: {key}: Invalid value: {value}: must be "
+                       f"{'greater than 0' if minimum else 'greater than or equal to 0'}")
+    return value
+
+
+def _line_time(line: str) -> float | None:
+    """The time a log line was written: logfmt ``ts=``, a JSON ``"ts"``, or a leading RFC 3339 stamp."""
+    match = LOG_TIME.search(line)
+    if match is None:
+        return None
+    text = next(g for g in match.groups() if g)
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _pod_log(api: KubeApiServer, method: str, namespace: str, name: str, query: Mapping[str, str]) -> str:
+    """GET /api/v1/namespaces/NS/pods/NAME/log as the real server answers it: text/plain; 404 for an unknown
+    pod, 400 for an unknown container (or none named where the pod has several); sinceSeconds, tailLines,
+    limitBytes. A line's time is the one it carries (the runtime's timestamp stands in for it); a line without
+    one (a traceback) goes with the line before it."""
+    if method != "GET":
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on pods/log")
+    pod = api.store.get(CORE_PODS, namespace, name)
+    spec = pod.get("spec") or {}
+    containers = [str(c.get("name")) for c in spec.get("containers") or []]
+    inits = [str(c.get("name")) for c in spec.get("initContainers") or []]
+    container = query.get("container", "")
+    if not container:
+        if len(containers) != 1:
+            more = f" or one of the init containers: [{' '.join(inits)}]" if inits else ""
+            raise bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                              f"[{' '.join(containers)}]{more}")
+        container = containers[0]
+    elif container not in containers and container not in inits:
+        raise bad_request(f"container {container} is not valid for pod {name}")
+    since = _int_param(query, "sinceSeconds", 1)
+    tail = _int_param(query, "tailLines", 0)
+    limit = _int_param(query, "limitBytes", 1)
+    text = api.log_source(namespace, name, container) if api.log_source is not None else None
+    if text is None:
+        text = api.logs.get((namespace, name, container), "")
+    lines = text.splitlines(keepends=True)
+    if since is not None:
+        cutoff, kept, when = time.time() - since, [], None
+        for line in lines:
+            when = _line_time(line) or when
+            if when is None or when >= cutoff:
+                kept.append(line)
+        lines = kept
+    if tail is not None:
+        lines = lines[len(lines) - tail:] if tail else []
+    out = "".join(lines)
+    if limit is not None:
+        out = out.encode()[:limit].decode(errors="ignore")
+    return out

@@ -1,0 +1,240 @@
+"""Every shell example of README.md and docs/*.md runs for real and prints what the doc shows.
+
+See tests/docs_examples.py for the block format, the markers and the normalisers. Regenerate the
+shown output of the examples that no longer match with:
+
+    TERWAYCTL_UPDATE_DOCS=1 python -m pytest tests/test_docs_examples.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.docs_examples import Block, Command, all_blocks, carry, normalise, output_matches, rewrite
+
+UPDATE = os.environ.get("TERWAYCTL_UPDATE_DOCS") == "1"
+BLOCKS = all_blocks()
+ENVS = {"catalog", "emulator", "lab"}
+LAB_OPTION = re.compile(r"--lab[ =]([a-z0-9]+)")
+SCRUBBED = ("TERWAYCTL_", "ALIBABA_CLOUD_", "KUBECONFIG", "XDG_", "NODE_NAME")
+ENDPOINT = re.compile(r"http://127\.0\.0\.1:\d+")
+TIMEOUT = 120
+
+
+def _terwayctl_dir() -> str:
+    script = shutil.which("terwayctl")
+    if script:
+        return str(Path(script).parent)
+    shim = Path(tempfile.mkdtemp(prefix="twdocs-bin-")) / "terwayctl"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m terwayctl "$@"\n')
+    shim.chmod(0o755)
+    return str(shim.parent)
+
+
+@dataclass
+class Emulator:
+    process: subprocess.Popen[str]
+    url: str
+    exports: dict[str, str]
+    lines: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_emulator(cwd: Path, env: dict[str, str]) -> Emulator:
+    """As docs/emulator.md tells a newcomer: `terwayctl cloud emulate`, then export what it prints."""
+    process = subprocess.Popen(["terwayctl", "cloud", "emulate", "--listen", "127.0.0.1:0", "--state",
+                                str(cwd / "emulator.sqlite")], cwd=cwd, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    lines: list[str] = []
+    exports: dict[str, str] = {}
+    url = ""
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            found = re.search(r"listening on (http://\S+)", line)
+            if found:
+                url_box.append(found[1])
+            export = re.match(r"\s*export (\w+)=(\S+)", line)
+            if export:
+                exports[export[1]] = export[2]
+            if line.startswith("stop with"):
+                ready.set()
+        ready.set()
+
+    url_box: list[str] = []
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout=60) or not url_box:
+        process.kill()
+        raise AssertionError("the emulator did not start:\n" + "\n".join(lines))
+    url = url_box[0]
+    return Emulator(process, url, exports, lines)
+
+
+@dataclass
+class Session:
+    """One doc file's environment: a working directory, the variables exported so far, an emulator."""
+
+    cwd: Path
+    env: dict[str, str]
+    state: list[str] = field(default_factory=list)   # export / eval / cd / VAR=... lines so far
+    emulator: Emulator | None = None
+    status: int = 0   # the exit status of the last command, for a shown `echo $?`
+    labs: dict[str, str] = field(default_factory=dict)   # lab name shown in the doc -> the one run
+
+    def lab(self, shown: str) -> str:
+        """A unique lab name per name the doc shows, so two runs (and the lab tests) never collide."""
+        if shown not in self.labs:
+            size = min(max(len(shown), 5), 10)   # the same width keeps the doc's tables aligned
+            self.labs[shown] = "d" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789")
+                                             for _ in range(size - 1))
+        return self.labs[shown]
+
+    def lab_names_in(self, text: str) -> str:
+        """The doc's lab names in a command (`--lab NAME`, `twlab-NAME-`, `/lab/NAME/`) -> the run's."""
+        text = LAB_OPTION.sub(lambda match: f"--lab {self.lab(match[1])}", text)
+        for shown, real in self.labs.items():
+            text = text.replace(f"twlab-{shown}-", f"twlab-{real}-").replace(f"/lab/{shown}/", f"/lab/{real}/")
+        return text
+
+    def run(self, block: Block, command: Command, cwd: Path) -> list[str]:
+        text = command.text
+        if os.geteuid() == 0:
+            text = re.sub(r"(^|[|;&(`]\s*|\$\()sudo ", r"\1", text)
+        shown_url = None
+        if block.env == "emulator":
+            assert self.emulator is not None
+            shown_url = (ENDPOINT.findall(text) or [None])[0]
+            text = ENDPOINT.sub(self.emulator.url, text)
+        if block.env == "lab":
+            text = self.lab_names_in(text)
+        self._given_file(text, command, cwd)
+        script = "\n".join([*(f"{{ {line}\n}} >/dev/null 2>&1" for line in self.state), f"(exit {self.status})", text])
+        done = subprocess.run(["bash", "-c", script], cwd=cwd, env=self.env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT,
+                              check=False)
+        self.status = done.returncode
+        if re.match(r"(export|eval|cd)\s|[A-Za-z_]\w*=\S*$|[A-Za-z_]\w*=\$\(.*\)$", text):
+            self.state.append(text)
+        output = done.stdout.replace(self.env["HOME"], "/home/me")
+        if shown_url and self.emulator is not None:
+            output = output.replace(self.emulator.url, shown_url)
+        if "default" in self.labs:   # the lab named by TERWAYCTL_LAB: the doc shows no --lab
+            output = re.sub(rf" --(?:lab|name) {self.labs['default']}\b", "", output)
+        for shown, real in self.labs.items():
+            output = output.replace(real, shown)
+        return output.rstrip("\n").split("\n") if output.strip() else []
+
+    @staticmethod
+    def _given_file(text: str, command: Command, cwd: Path) -> None:
+        """`$ cat FILE` of a file that is not there yet: the shown output is the example's input."""
+        given = re.fullmatch(r"cat ([\w.-]+)", text.strip())
+        if given and not (cwd / given[1]).exists():
+            (cwd / given[1]).write_text("\n".join(command.output) + "\n", encoding="utf-8")
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[Path, str], Session] = {}
+        self.bin_dir = _terwayctl_dir()
+        self.updates: dict[Path, list[tuple[Command, list[str]]]] = {}
+
+    def get(self, block: Block) -> Session:
+        key = (block.path, block.env + ("" if block.exports else " exports=none"))
+        if key not in self.by_key:
+            cwd = Path(tempfile.mkdtemp(prefix="twdocs-"))
+            env = {name: value for name, value in os.environ.items() if not name.startswith(SCRUBBED)}
+            env.update(HOME=str(cwd / "home"), PATH=f"{self.bin_dir}:{env.get('PATH', '/usr/bin:/bin')}",
+                       NO_COLOR="1", TERM="dumb", COLUMNS="200", LC_ALL="C.UTF-8")
+            (cwd / "home").mkdir()
+            session = Session(cwd, env)
+            if block.env == "lab":
+                if os.geteuid() != 0:
+                    pytest.skip("the lab needs root")
+                env["TERWAYCTL_LAB"] = session.lab("default")
+            if block.env == "emulator":
+                session.emulator = start_emulator(cwd, env)
+                if block.exports:
+                    env.update(session.emulator.exports)
+            self.by_key[key] = session
+        return self.by_key[key]
+
+    def close(self) -> None:
+        for session in self.by_key.values():
+            for name in session.labs.values():
+                subprocess.run(["terwayctl", "lab", "down", "--lab", name], env=session.env, timeout=TIMEOUT,
+                               capture_output=True, check=False)
+            if session.emulator is not None:
+                session.emulator.stop()
+            shutil.rmtree(session.cwd, ignore_errors=True)
+        for path, replacements in self.updates.items():
+            rewrite(path, replacements)
+
+
+@pytest.fixture(scope="module")
+def sessions() -> Iterator[Sessions]:
+    opened = Sessions()
+    yield opened
+    opened.close()
+
+
+def test_examples_are_found() -> None:
+    assert len(BLOCKS) > 50
+    assert all(block.env in ENVS or block.skip for block in BLOCKS), [
+        block.id for block in BLOCKS if block.env not in ENVS and not block.skip]
+
+
+def test_a_wrong_shown_output_fails() -> None:
+    assert output_matches(["TYPE  vCPU", "ecs.g6.xlarge  4"], ["TYPE vCPU", "ecs.g6.xlarge     4"])
+    assert not output_matches(["ecs.g6.xlarge  4"], ["ecs.g6.xlarge  8"])
+    assert output_matches(["a", "...", "z"], ["a", "b", "c", "z"])
+    assert not output_matches(["a", "...", "z"], ["a", "b"])
+    assert output_matches(["error: ... failed"], ["error: CNI ADD failed"])
+    assert normalise("eni-bp1fed2bc46075480004 at 2026-12-04T16:47:10Z on 127.0.0.1:39563") == \
+        "eni-bp1<ID> at <TIME> on 127.0.0.1:<PORT>"
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
+def test_doc_example(block: Block, sessions: Sessions) -> None:
+    if block.skip:
+        pytest.skip(block.skip)
+    session = sessions.get(block)
+    cwd = Path(tempfile.mkdtemp(prefix="block-", dir=session.cwd))   # files of one block only
+    failures: list[str] = []
+    for command in block.commands:
+        if command.text.split()[0] in block.not_run:
+            assert not command.output, f"{block.id}: a command that is not run shows output"
+            continue
+        real = session.run(block, command, cwd)
+        if output_matches(command.output, real, block.vary):
+            continue
+        if UPDATE:
+            sessions.updates.setdefault(block.path, []).append((command, carry(command.output, real, block.vary)))
+            continue
+        shown = "\n".join(command.output)
+        failures.append(f"$ {command.text}\n--- shown in {block.id}\n{shown}\n--- real\n" + "\n".join(real))
+    assert not failures, "\n\n".join(failures)
