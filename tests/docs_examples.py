@@ -210,7 +210,7 @@ def carry(shown: list[str], real: list[str], vary: str | None = None) -> list[st
                 old, new = list(pattern.finditer(before)), list(pattern.finditer(line))
                 if old and len(old) == len(new):
                     values = iter(match[0] for match in old)
-                    line = pattern.sub(lambda _match: next(values), line)
+                    line = pattern.sub(lambda _match, shown_values=values: next(shown_values), line)
         kept.append(line)
     return kept
 

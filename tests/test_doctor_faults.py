@@ -605,11 +605,12 @@ CLOUD_FAULTS = [
                frozenset({"cloud.instance-types"}),
                ("ecs.t5-lc1m1.small (i-emusmall): EniQuantity 2, 2 IPv4 / 1 IPv6 per ENI, trunk no: shared ENI mode "
                 "needs (EniQuantity - 1) x IPs per ENI > 11, has (2 - 1) x 2 = 2",)),
-    # terwayctl's daemon refuses trunking and dual stack: the eni_conf check says so as well
+    # terwayctl's daemon refuses trunking: the eni_conf check says so as well; dual stack it runs,
+    # but a node of an ineligible type falls back to IPv4 only
     CloudFault("trunking on types without trunk ENIs", lambda w: w.edit_conf(enable_eni_trunking=True),
                frozenset({"cloud.instance-types", "cloud.eni-conf"}), ("ENI trunking is on, but the type does not support trunk ENIs",)),
     CloudFault("dual stack on a type with fewer IPv6 than IPv4 per ENI", lambda w: w.edit_conf(ip_stack="dual"),
-               frozenset({"cloud.instance-types", "cloud.eni-conf"}),
+               frozenset({"cloud.instance-types"}),
                ("ecs.g6.xlarge (i-emunode2): EniQuantity 3, 10 IPv4 / 1 IPv6 per ENI",
                 "dual stack needs as many IPv6 as IPv4 addresses per ENI")),
     CloudFault("the node's eni_conf file corrupted", lambda w: _truncate(w.conf),

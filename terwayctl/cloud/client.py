@@ -264,6 +264,29 @@ class CloudClient:
         Each call has its own ClientToken, reused by that call's retries. Returns the assigned IPs.
         `client_token` (the caller's, e.g. from its intent log) is only allowed for a single call.
         """
+        return self._assign(_IPV4, network_interface_id, count, addresses, client_token)
+
+    def unassign_private_ip_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None:
+        self._unassign(_IPV4, network_interface_id, addresses)
+
+    def assign_ipv6_addresses(
+        self,
+        network_interface_id: str,
+        *,
+        count: int = 0,
+        addresses: Sequence[str] = (),
+        client_token: str | None = None,
+    ) -> list[str]:
+        """AssignIpv6Addresses: `count` new IPv6 addresses (Ipv6AddressCount) or the given ones
+        (Ipv6Address.N), with the same batching and ClientToken rules as the IPv4 call."""
+        return self._assign(_IPV6, network_interface_id, count, addresses, client_token)
+
+    def unassign_ipv6_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None:
+        """UnassignIpv6Addresses (Ipv6Address.N), 10 per call; retried only when the cloud refused."""
+        self._unassign(_IPV6, network_interface_id, addresses)
+
+    def _assign(self, family: _AddressCalls, network_interface_id: str, count: int, addresses: Sequence[str],
+                client_token: str | None) -> list[str]:
         if client_token is not None and (count > MAX_IPS_PER_CALL or len(addresses) > MAX_IPS_PER_CALL):
             raise CloudInvalidParameter(
                 f"one ClientToken covers one call of at most {MAX_IPS_PER_CALL} addresses", code="InvalidParameter"
@@ -278,57 +301,19 @@ class CloudClient:
         for batch in _batches(addresses, count):
             params: dict[str, object] = {"NetworkInterfaceId": network_interface_id}
             if isinstance(batch, int):
-                params["SecondaryPrivateIpAddressCount"] = batch
+                params[family.count_param] = batch
             else:
-                params.update(_indexed("PrivateIpAddress", batch))
-            reply = self._call("ecs", "AssignPrivateIpAddresses", params, client_token=client_token or self._new_token())
-            got = _assigned_ips(reply)
+                params.update(_indexed(family.address_param, batch))
+            reply = self._call("ecs", family.assign, params, client_token=client_token or self._new_token())
+            got = family.parse(reply)
             assigned += got if got else ([] if isinstance(batch, int) else list(batch))
         return assigned
 
-    def unassign_private_ip_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None:
+    def _unassign(self, family: _AddressCalls, network_interface_id: str, addresses: Sequence[str]) -> None:
         for start in range(0, len(addresses), MAX_IPS_PER_CALL):
             batch = addresses[start : start + MAX_IPS_PER_CALL]
-            params = {"NetworkInterfaceId": network_interface_id, **_indexed("PrivateIpAddress", batch)}
-            self._call("ecs", "UnassignPrivateIpAddresses", params, unsafe_retry=False)
-
-    def assign_ipv6_addresses(
-        self,
-        network_interface_id: str,
-        *,
-        count: int = 0,
-        addresses: Sequence[str] = (),
-        client_token: str | None = None,
-    ) -> list[str]:
-        """AssignIpv6Addresses: `count` new IPv6 addresses (Ipv6AddressCount) or the given ones
-        (Ipv6Address.N), in calls of at most 10, each with its own ClientToken (reused by its
-        retries); `client_token` only for a single call. Returns the assigned addresses."""
-        if client_token is not None and (count > MAX_IPS_PER_CALL or len(addresses) > MAX_IPS_PER_CALL):
-            raise CloudInvalidParameter(
-                f"one ClientToken covers one call of at most {MAX_IPS_PER_CALL} addresses", code="InvalidParameter"
-            )
-        if bool(count) == bool(addresses) or count < 0:
-            raise CloudInvalidParameter(
-                "give either a positive count or the IPv6 addresses to assign", code="InvalidParameter"
-            )
-        assigned: list[str] = []
-        for batch in _batches(addresses, count):
-            params: dict[str, object] = {"NetworkInterfaceId": network_interface_id}
-            if isinstance(batch, int):
-                params["Ipv6AddressCount"] = batch
-            else:
-                params.update(_indexed("Ipv6Address", batch))
-            reply = self._call("ecs", "AssignIpv6Addresses", params, client_token=client_token or self._new_token())
-            got = _assigned_ipv6(reply)
-            assigned += got if got else ([] if isinstance(batch, int) else list(batch))
-        return assigned
-
-    def unassign_ipv6_addresses(self, network_interface_id: str, addresses: Sequence[str]) -> None:
-        """UnassignIpv6Addresses (Ipv6Address.N), 10 per call; retried only when the cloud refused."""
-        for start in range(0, len(addresses), MAX_IPS_PER_CALL):
-            batch = addresses[start : start + MAX_IPS_PER_CALL]
-            params = {"NetworkInterfaceId": network_interface_id, **_indexed("Ipv6Address", batch)}
-            self._call("ecs", "UnassignIpv6Addresses", params, unsafe_retry=False)
+            params = {"NetworkInterfaceId": network_interface_id, **_indexed(family.address_param, batch)}
+            self._call("ecs", family.unassign, params, unsafe_retry=False)
 
     # ----------------------------------------------------------------------------------- VPC
 
@@ -596,3 +581,20 @@ def _assigned_ips(reply: Json) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value]
     return []
+
+
+@dataclass(frozen=True)
+class _AddressCalls:
+    """One address family's assign/unassign actions and parameter names (ECS 2014-05-26)."""
+
+    assign: str
+    unassign: str
+    count_param: str
+    address_param: str
+    parse: Callable[[Json], list[str]]
+
+
+_IPV4 = _AddressCalls("AssignPrivateIpAddresses", "UnassignPrivateIpAddresses", "SecondaryPrivateIpAddressCount",
+                      "PrivateIpAddress", _assigned_ips)
+_IPV6 = _AddressCalls("AssignIpv6Addresses", "UnassignIpv6Addresses", "Ipv6AddressCount", "Ipv6Address",
+                      _assigned_ipv6)
