@@ -209,10 +209,19 @@ def carry(shown: list[str], real: list[str], vary: str | None = None) -> list[st
             for pattern, _ in NORMALISERS[:-1]:
                 old, new = list(pattern.finditer(before)), list(pattern.finditer(line))
                 if old and len(old) == len(new):
-                    values = iter(match[0] for match in old)
-                    line = pattern.sub(lambda _match, shown_values=values: next(shown_values), line)
+                    line = _put_back(pattern, line, [match[0] for match in old])
         kept.append(line)
     return kept
+
+
+def _put_back(pattern: re.Pattern[str], line: str, values: list[str]) -> str:
+    """Each match of `pattern` in `line` replaced by the next of `values` (the shown ones)."""
+    shown = iter(values)
+
+    def next_value(_match: re.Match[str]) -> str:
+        return next(shown)
+
+    return pattern.sub(next_value, line)
 
 
 def rewrite(path: Path, replacements: list[tuple[Command, list[str]]]) -> None:

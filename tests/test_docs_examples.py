@@ -23,7 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs_examples import Block, Command, all_blocks, carry, normalise, output_matches, rewrite
+from tests.docs_examples import (
+    Block,
+    Command,
+    all_blocks,
+    carry,
+    normalise,
+    output_matches,
+    parse_file,
+    rewrite,
+)
 
 UPDATE = os.environ.get("TERWAYCTL_UPDATE_DOCS") == "1"
 BLOCKS = all_blocks()
@@ -216,6 +225,21 @@ def test_a_wrong_shown_output_fails() -> None:
     assert output_matches(["error: ... failed"], ["error: CNI ADD failed"])
     assert normalise("eni-bp1fed2bc46075480004 at 2026-12-04T16:47:10Z on 127.0.0.1:39563") == \
         "eni-bp1<ID> at <TIME> on 127.0.0.1:<PORT>"
+
+
+def test_regenerate_rewrites_only_what_changed(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("text\n\n<!-- docs-test: env=emulator -->\n```console\n$ tool a \\\n    --b\n"
+                   "eni-bp1fed2bc46075480004 up at 2026-11-21T05:40:58Z\nrows 941\n$ echo $?\n0\n```\nmore\n",
+                   encoding="utf-8")
+    [block] = parse_file(doc)
+    assert block.env == "emulator" and [command.text for command in block.commands] == ["tool a \\\n    --b", "echo $?"]
+    first = block.commands[0]
+    real = ["eni-bp1aaaaaaaaaaaaaaaaaaaa up at 2026-12-04T16:00:00Z", "rows 1468"]
+    rewrite(doc, [(first, carry(first.output, real))])
+    assert doc.read_text(encoding="utf-8").splitlines()[6:8] == [
+        "eni-bp1fed2bc46075480004 up at 2026-11-21T05:40:58Z", "rows 1468"]
+    assert doc.read_text(encoding="utf-8").endswith("$ echo $?\n0\n```\nmore\n")
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.id for block in BLOCKS])
