@@ -11,7 +11,8 @@ import pytest
 
 from terwayctl.cli.app import run
 
-pytest_plugins: list[str] = ["tests.fixtures.cloud", "tests.fixtures.emulator", "tests.fixtures.kube", "tests.fixtures.netns", "tests.fixtures.node", "tests.fixtures.doctor", "tests.fixtures.lab"]
+pytest_plugins: list[str] = ["tests.fixtures.cloud", "tests.fixtures.emulator", "tests.fixtures.kube", "tests.fixtures.netns", "tests.fixtures.node", "tests.fixtures.doctor", "tests.fixtures.lab",
+                            "tests.vswitch_support"]
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,7 @@ from typing import Any
 
 import pytest
 
-from terwayctl.emulator import Emulator, parse_scenario
 from terwayctl.kernel import netns as nsmod
-from terwayctl.lab.vpcsim import VpcRouter, prepare_router
 from terwayctl.lab.vpcsim6 import INTERNET_HOST, connect_internet
 from terwayctl.node.config import NodeIdentity
 from terwayctl.node.ipv6 import addresses as ipv6_addresses
@@ -37,6 +35,7 @@ from tests.fixtures.node import (
     Node,
     Pod,
     new_client,
+    running_lab,
     wait_for,
 )
 
@@ -57,30 +56,8 @@ def _scenario() -> dict[str, Any]:
 @pytest.fixture
 def dual_lab(netns: NetnsFactory, tmp_path: Path) -> Iterator[Lab]:
     """The node fixtures' lab with a dual-stack VPC: three nodes (i-node3 an ineligible type)."""
-    router = netns()
-    prepare_router(router)
-    vpc = VpcRouter(router)
-    emulator = Emulator(tmp_path / "emulator.sqlite", world=parse_scenario(_scenario()), hook=vpc).start()
-    lab = Lab(router, emulator, vpc, netns, tmp_path)
-    try:
-        for i in (1, 2, 3):
-            ns = netns()
-            with nsmod.iproute(ns) as nl:
-                nl.link("set", index=nl.link_lookup(ifname="lo")[0], state="up")
-            for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
-                nsmod.write_sysctl(ns, key, "0")
-            node_dir = tmp_path / f"node-{i}"
-            node_dir.mkdir()
-            vpc.add_node(f"i-node{i}", ns)
-            lab.nodes.append(Node(f"node-{i}", f"i-node{i}", ns, node_dir, lab))
+    with running_lab(netns, tmp_path, _scenario(), nodes=3) as lab:
         yield lab
-    finally:
-        for node in lab.nodes:
-            node.kill()
-            node.stop()
-        emulator.stop()
-        for client in lab.clients:
-            client.close()
 
 
 def addresses(result: CniResult) -> tuple[IPv4Address, IPv6Address]:

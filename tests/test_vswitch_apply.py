@@ -7,26 +7,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from terwayctl.lab.kubeapi.seed import node
 from tests.conftest import CliResult
-from tests.fixtures.cloud import CloudEnv
-from tests.fixtures.emulator import EmulatorFactory, RunningEmulator
+from tests.fixtures.emulator import RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
-from tests.vswitch_support import VSWITCH_SCENARIO
 
 Cli = Callable[..., CliResult]
 SETS = ("--set", "security_groups=sg-terway", "--set", "vswitches.cn-hangzhou-i=vsw-podi")
-
-
-@pytest.fixture
-def cloud(emulator_factory: EmulatorFactory, cloud_env: CloudEnv, monkeypatch: pytest.MonkeyPatch) -> RunningEmulator:
-    running = emulator_factory(VSWITCH_SCENARIO)
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", running.access_key_id)
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", running.access_key_secret)
-    monkeypatch.setenv("ALIBABA_CLOUD_REGION_ID", running.region)
-    return running
 
 
 def eni_conf(kube: RunningKubeApi) -> dict[str, Any]:

@@ -14,32 +14,11 @@ import pytest
 
 from terwayctl.lab.kubeapi.seed import configmap, eni_conf_text, node, seed_cluster
 from tests.conftest import CliResult
-from tests.fixtures.cloud import CloudEnv
-from tests.fixtures.emulator import EmulatorFactory, RunningEmulator
+from tests.fixtures.emulator import RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
-from tests.vswitch_support import VSWITCH_SCENARIO, recreate_daemonset_pods, terway_pods
+from tests.vswitch_support import recreate_daemonset_pods, run, terway_pods
 
 Cli = Callable[..., CliResult]
-
-
-@pytest.fixture
-def cloud(emulator_factory: EmulatorFactory, cloud_env: CloudEnv, monkeypatch: pytest.MonkeyPatch) -> RunningEmulator:
-    running = emulator_factory(VSWITCH_SCENARIO)
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", running.access_key_id)
-    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", running.access_key_secret)
-    monkeypatch.setenv("ALIBABA_CLOUD_REGION_ID", running.region)
-    return running
-
-
-@pytest.fixture
-def cluster(kube_api: RunningKubeApi, monkeypatch: pytest.MonkeyPatch) -> RunningKubeApi:
-    seed_cluster(kube_api)
-    recreate_daemonset_pods(kube_api, monkeypatch)
-    return kube_api
-
-
-def run(cli: Cli, kube: RunningKubeApi, cloud: RunningEmulator, *args: str) -> CliResult:
-    return cli("--kubeconfig", str(kube.kubeconfig), "--endpoint", cloud.url, "vswitch", *args)
 
 
 def eni_conf(kube: RunningKubeApi, name: str = "eni-config") -> dict[str, Any]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from terwayctl.lab.kubeapi.seed import SCENARIO
+from terwayctl.lab.kubeapi.seed import SCENARIO, seed_cluster
+from tests.conftest import CliResult
+from tests.fixtures.cloud import CloudEnv
+from tests.fixtures.emulator import EmulatorFactory, RunningEmulator
 from tests.fixtures.kube import RunningKubeApi
 
 # terwayctl/lab/kubeapi/seed.py's VPC plus: a NAT gateway (the system route table sends 0.0.0.0/0 to it) whose
@@ -85,3 +89,29 @@ def recreate_daemonset_pods(kube: RunningKubeApi, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(store, "delete", delete)
     return deleted
+
+
+# --- fixtures shared by the vswitch tests (a pytest plugin of tests/conftest.py) ---------------------
+
+
+@pytest.fixture
+def cloud(emulator_factory: EmulatorFactory, cloud_env: CloudEnv, monkeypatch: pytest.MonkeyPatch) -> RunningEmulator:
+    """The emulator with VSWITCH_SCENARIO; its keys and region in the environment; fast SNAT polling."""
+    running = emulator_factory(VSWITCH_SCENARIO)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", running.access_key_id)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", running.access_key_secret)
+    monkeypatch.setenv("ALIBABA_CLOUD_REGION_ID", running.region)
+    monkeypatch.setattr("terwayctl.cli.vswitch_cloud.POLL", 0.01)
+    return running
+
+
+@pytest.fixture
+def cluster(kube_api: RunningKubeApi, monkeypatch: pytest.MonkeyPatch) -> RunningKubeApi:
+    """The test API server seeded with the cluster, and a stand-in controller that recreates pods."""
+    seed_cluster(kube_api)
+    recreate_daemonset_pods(kube_api, monkeypatch)
+    return kube_api
+
+
+def run(cli: Callable[..., CliResult], kube: RunningKubeApi, cloud: RunningEmulator, *args: str) -> CliResult:
+    return cli("--kubeconfig", str(kube.kubeconfig), "--endpoint", cloud.url, "vswitch", *args)
