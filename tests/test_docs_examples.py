@@ -58,6 +58,7 @@ class Emulator:
     process: subprocess.Popen[str]
     url: str
     exports: dict[str, str]
+    reader: threading.Thread
     lines: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -68,6 +69,9 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.reader.join(timeout=10)  # it ends at EOF, once the process is gone
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def start_emulator(cwd: Path, env: dict[str, str]) -> Emulator:
@@ -96,12 +100,13 @@ def start_emulator(cwd: Path, env: dict[str, str]) -> Emulator:
         ready.set()
 
     url_box: list[str] = []
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     if not ready.wait(timeout=60) or not url_box:
-        process.kill()
+        Emulator(process, "", exports, reader, lines).stop()
         raise AssertionError("the emulator did not start:\n" + "\n".join(lines))
     url = url_box[0]
-    return Emulator(process, url, exports, lines)
+    return Emulator(process, url, exports, reader, lines)
 
 
 @dataclass

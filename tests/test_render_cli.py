@@ -91,9 +91,9 @@ def test_region_from_the_environment_is_not_rendered(cli, monkeypatch: pytest.Mo
 
 BAD = [
     (["mode=foo"], "error: mode: must be eniip or eni, got 'foo' (in --set)", "hint: use one of: eniip, eni"),
-    (["ip_stack=ipv6"], "error: ip_stack: ipv6 is not supported: the terwayctl node daemon allocates and routes IPv4 only",
-     "hint: use ip_stack=ipv4 (the default)"),
-    (["ip_stack=v6"], "error: ip_stack: must be ipv4, got 'v6' (in --set)", "hint: ipv4 is the only IP stack"),
+    (["ip_stack=ipv6"], "error: ip_stack: ipv6 is not supported: the terwayctl node daemon gives every pod an IPv4 "
+     "address (no IPv6-only) (in --set)", "hint: use ip_stack=ipv4 (the default), or dual with an IPv4,IPv6 service_cidr pair"),
+    (["ip_stack=v6"], "error: ip_stack: must be ipv4 or dual, got 'v6' (in --set)", "hint: ipv4 (the default) or dual"),
     (["image=terwayctl"], "error: image: 'terwayctl' has no tag (in --set)", "hint: pin a version: terwayctl:v"),
     (["image=Bad Image:1"], "error: image: 'Bad Image:1' is not an image reference (in --set)", "hint: write repository:tag"),
     (["image_pull_policy=sometimes"], "error: image_pull_policy: must be IfNotPresent or Always or Never", "hint: use one of"),
@@ -118,7 +118,7 @@ BAD = [
     (["service_cidr=172.21.0.1/20"], "error: service_cidr: '172.21.0.1/20' is not a CIDR: 172.21.0.1/20 has host bits set (in --set)",
      "hint: e.g. 172.21.0.0/20"),
     (["service_cidr=172.21.0.0/20,fd00::/112"], "error: service_cidr: '172.21.0.0/20,fd00::/112' must be one IPv4 CIDR (in --set)",
-     "hint: give one IPv4 CIDR, e.g. 172.21.0.0/20 (dual stack is not supported)"),
+     "hint: give one IPv4 CIDR, e.g. 172.21.0.0/20 (an IPv4,IPv6 pair needs ip_stack=dual)"),
     (["pool.max_size=-1"], "error: pool.max_size: must not be negative, got -1 (in --set)", "hint: the pool sizes count"),
     (["pool.max_size=ten"], "error: pool.max_size: must be a whole number, got 'ten' (in --set)", None),
     (["pool.max_size=3", "pool.min_size=5"], "error: pool.min_size: 5 is larger than pool.max_size 3 (in --set)",
