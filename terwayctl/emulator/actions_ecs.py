@@ -345,14 +345,8 @@ def _ip_limit(conn: sqlite3.Connection, eni: sqlite3.Row) -> int:
 def assign_private_ip_addresses(call: Call) -> Reply:
     conn = call.conn
     eni = eni_row(conn, p.required(call.params, "NetworkInterfaceId"))
-    wanted = p.indexed(call.params, "PrivateIpAddress")
-    count = p.integer(call.params, "SecondaryPrivateIpAddressCount", 0, 0, 1 << 16)
-    if bool(wanted) == bool(count):
-        raise ApiError("InvalidParam.IpCount",
-                       "Give either SecondaryPrivateIpAddressCount or PrivateIpAddress.N (not both, not neither).")
-    number = len(wanted) or count
-    if number > MAX_IPS_PER_ASSIGN:
-        raise ApiError("InvalidParam.IpCount", f"At most {MAX_IPS_PER_ASSIGN} addresses per call, got {number}.")
+    wanted, number = p.count_or_addresses(call.params, "SecondaryPrivateIpAddressCount", "PrivateIpAddress",
+                                          "InvalidParam.IpCount", MAX_IPS_PER_ASSIGN)
     if eni["status"] not in ("Available", "InUse"):
         raise _wrong_state(eni, "Available or InUse")
     have, limit = len(eni_ips(conn, eni["eni_id"])), _ip_limit(conn, eni)
@@ -363,7 +357,7 @@ def assign_private_ip_addresses(call: Call) -> Reply:
     if wanted:
         assigned = allocate_specific(conn, eni["vswitch_id"], eni["eni_id"], wanted)
     else:
-        assigned = allocate(conn, eni["vswitch_id"], eni["eni_id"], count)
+        assigned = allocate(conn, eni["vswitch_id"], eni["eni_id"], number)
     _ips_changed(call, eni["eni_id"])
     return {"AssignedPrivateIpAddressesSet": {
         "NetworkInterfaceId": eni["eni_id"], "PrivateIpSet": {"PrivateIpAddress": assigned},

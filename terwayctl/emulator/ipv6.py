@@ -230,14 +230,8 @@ def check_quota(conn: sqlite3.Connection, eni: sqlite3.Row, number: int) -> None
 def assign_ipv6_addresses(call: Call) -> Reply:
     conn = call.conn
     eni = _eni(conn, p.required(call.params, "NetworkInterfaceId"))
-    wanted = p.indexed(call.params, "Ipv6Address")
-    count = p.integer(call.params, "Ipv6AddressCount", 0, 0, 1 << 16)
-    if bool(wanted) == bool(count):
-        raise ApiError("InvalidParam.Ipv6Count",
-                       "Give either Ipv6AddressCount or Ipv6Address.N (not both, not neither).")
-    number = len(wanted) or count
-    if number > MAX_PER_CALL:
-        raise ApiError("InvalidParam.Ipv6Count", f"At most {MAX_PER_CALL} IPv6 addresses per call, got {number}.")
+    wanted, number = p.count_or_addresses(call.params, "Ipv6AddressCount", "Ipv6Address", "InvalidParam.Ipv6Count",
+                                          MAX_PER_CALL, "IPv6 addresses")
     if eni["status"] not in ("Available", "InUse"):
         raise ApiError("InvalidOperation.InvalidEniState",
                        f"The ENI \"{eni['eni_id']}\" is {eni['status']}; this operation needs it Available or InUse.")
@@ -246,7 +240,7 @@ def assign_ipv6_addresses(call: Call) -> Reply:
     if wanted:
         assigned = allocate_specific(conn, eni["vswitch_id"], eni["eni_id"], wanted)
     else:
-        assigned = allocate(conn, eni["vswitch_id"], eni["eni_id"], count)
+        assigned = allocate(conn, eni["vswitch_id"], eni["eni_id"], number)
     _changed(call, eni["eni_id"])
     return {"NetworkInterfaceId": eni["eni_id"], "Ipv6Sets": {"Ipv6Address": assigned}}
 

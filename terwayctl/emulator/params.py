@@ -49,6 +49,20 @@ def indexed(params: Params, name: str) -> list[str]:
     return [v for _, v in sorted(found)]
 
 
+def count_or_addresses(params: Params, count_name: str, address_name: str, code: str, limit: int,
+                       what: str = "addresses") -> tuple[list[str], int]:
+    """Assign's `<count_name>` or `<address_name>.N` (exactly one of them, at most `limit`):
+    the addresses named (empty for a count) and how many are asked for."""
+    wanted = indexed(params, address_name)
+    count = integer(params, count_name, 0, 0, 1 << 16)
+    if bool(wanted) == bool(count):
+        raise ApiError(code, f"Give either {count_name} or {address_name}.N (not both, not neither).")
+    number = len(wanted) or count
+    if number > limit:
+        raise ApiError(code, f"At most {limit} {what} per call, got {number}.")
+    return wanted, number
+
+
 def indexed_struct(params: Params, name: str, fields: Sequence[str]) -> list[dict[str, str]]:
     """`Tag.1.Key`, `Tag.1.Value`, ... as [{Key:..., Value:...}] in index order."""
     items: dict[int, dict[str, str]] = {}
