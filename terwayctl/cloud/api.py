@@ -113,8 +113,8 @@ class EcsApi(InstanceTypeSource, EniApi, Protocol):
     ) -> list[Instance]: ...
 
 
-class VpcApi(VpcLayoutReader, Protocol):
-    """Every VPC call terwayctl makes."""
+class NatReader(Protocol):
+    """The NAT gateways of a VPC and their SNAT entries."""
 
     def describe_nat_gateways(
         self, *, vpc_id: str | None = None, nat_gateway_id: str | None = None
@@ -123,22 +123,18 @@ class VpcApi(VpcLayoutReader, Protocol):
     def describe_snat_table_entries(
         self, snat_table_id: str, *, source_vswitch_id: str | None = None
     ) -> list[SnatEntry]: ...
+
+
+class VpcApi(VpcLayoutReader, NatReader, Protocol):
+    """Every VPC call terwayctl makes."""
 
     def describe_eip_addresses(
         self, *, allocation_ids: Sequence[str] = (), associated_instance_id: str | None = None
     ) -> list[Eip]: ...
 
 
-class OutboundReader(VpcLayoutReader, Protocol):
+class OutboundReader(VpcLayoutReader, NatReader, Protocol):
     """What `vswitch add` reads to decide whether pods on a vSwitch reach the internet."""
-
-    def describe_nat_gateways(
-        self, *, vpc_id: str | None = None, nat_gateway_id: str | None = None
-    ) -> list[NatGateway]: ...
-
-    def describe_snat_table_entries(
-        self, snat_table_id: str, *, source_vswitch_id: str | None = None
-    ) -> list[SnatEntry]: ...
 
     def describe_route_table_list(
         self, *, vpc_id: str | None = None, route_table_id: str | None = None

@@ -367,11 +367,8 @@ def assign_private_ip_addresses(call: Call) -> Reply:
 def unassign_private_ip_addresses(call: Call) -> Reply:
     conn = call.conn
     eni = eni_row(conn, p.required(call.params, "NetworkInterfaceId"))
-    addresses = p.indexed(call.params, "PrivateIpAddress")
-    if not addresses:
-        raise ApiError("MissingPrivateIpAddress", "PrivateIpAddress.N is mandatory for this action.")
-    if len(addresses) > MAX_IPS_PER_ASSIGN:
-        raise ApiError("InvalidParam.IpCount", f"At most {MAX_IPS_PER_ASSIGN} addresses per call, got {len(addresses)}.")
+    addresses = p.addresses_to_release(call.params, "PrivateIpAddress", "MissingPrivateIpAddress",
+                                       "InvalidParam.IpCount", MAX_IPS_PER_ASSIGN)
     if eni["status"] not in ("Available", "InUse"):
         raise _wrong_state(eni, "Available or InUse")
     held = dict(eni_ips(conn, eni["eni_id"]))

@@ -248,11 +248,8 @@ def assign_ipv6_addresses(call: Call) -> Reply:
 def unassign_ipv6_addresses(call: Call) -> Reply:
     conn = call.conn
     eni = _eni(conn, p.required(call.params, "NetworkInterfaceId"))
-    addresses = p.indexed(call.params, "Ipv6Address")
-    if not addresses:
-        raise ApiError("MissingIpv6Address", "Ipv6Address.N is mandatory for this action.")
-    if len(addresses) > MAX_PER_CALL:
-        raise ApiError("InvalidParam.Ipv6Count", f"At most {MAX_PER_CALL} IPv6 addresses per call, got {len(addresses)}.")
+    addresses = p.addresses_to_release(call.params, "Ipv6Address", "MissingIpv6Address", "InvalidParam.Ipv6Count",
+                                       MAX_PER_CALL, "IPv6 addresses")
     if eni["status"] not in ("Available", "InUse"):
         raise ApiError("InvalidOperation.InvalidEniState",
                        f"The ENI \"{eni['eni_id']}\" is {eni['status']}; this operation needs it Available or InUse.")

@@ -63,6 +63,17 @@ def count_or_addresses(params: Params, count_name: str, address_name: str, code:
     return wanted, number
 
 
+def addresses_to_release(params: Params, name: str, missing_code: str, count_code: str, limit: int,
+                         what: str = "addresses") -> list[str]:
+    """Unassign's `<name>.N`: at least one, at most `limit`."""
+    addresses = indexed(params, name)
+    if not addresses:
+        raise ApiError(missing_code, f"{name}.N is mandatory for this action.")
+    if len(addresses) > limit:
+        raise ApiError(count_code, f"At most {limit} {what} per call, got {len(addresses)}.")
+    return addresses
+
+
 def indexed_struct(params: Params, name: str, fields: Sequence[str]) -> list[dict[str, str]]:
     """`Tag.1.Key`, `Tag.1.Value`, ... as [{Key:..., Value:...}] in index order."""
     items: dict[int, dict[str, str]] = {}
