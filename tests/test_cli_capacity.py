@@ -238,6 +238,13 @@ def test_shell_completion_offers_types_and_families() -> None:
     assert _complete("terwayctl capacity --family ecs.g9")[:3] == ["ecs.g9a", "ecs.g9ae", "ecs.g9h"]
 
 
+def test_shell_completion_keeps_the_case_typed() -> None:
+    # bash keeps only candidates starting with the word typed; names are accepted in any case
+    offered = _complete("terwayctl capacity ECS.G8I.X")
+    assert "ECS.G8I.Xlarge" in offered and all(word.startswith("ECS.G8I.X") for word in offered)
+    assert _complete("terwayctl capacity --family ECS.G9")[:1] == ["ECS.G9a"]
+
+
 def test_one_type_does_not_parse_the_whole_catalog(cli) -> None:  # type: ignore[no-untyped-def]
     from terwayctl.data import embedded_catalog
 

@@ -418,8 +418,27 @@ def test_errors_are_one_line_each() -> None:
 
 
 def test_natural_text_order() -> None:
-    from terwayctl.core.capacity import natural_text_key
+    from terwayctl.core.sorting import natural_text_key
 
     names = ["node10", "node2", "node1", "cn-hangzhou.192.168.0.10", "cn-hangzhou.192.168.0.9"]
     assert sorted(names, key=natural_text_key) == [
         "cn-hangzhou.192.168.0.9", "cn-hangzhou.192.168.0.10", "node1", "node2", "node10"]
+
+
+def test_families_nodes_and_zones_are_in_natural_order() -> None:
+    from terwayctl.cli.vswitch import vswitch_rows
+    from terwayctl.core.catalog import Catalog
+    from terwayctl.data import embedded_catalog
+    from terwayctl.kube.reads import list_nodes
+
+    families = embedded_catalog().families()
+    assert families.index("ecs.g8i") < families.index("ecs.g9i")
+    assert isinstance(embedded_catalog(), Catalog)
+
+    class Nodes:
+        def list(self, api_version: str, plural: str, label_selector: str = "") -> list[dict[str, object]]:
+            return [{"metadata": {"name": name, "labels": {}}} for name in ("node10", "node2", "node1")]
+
+    assert [n.name for n in list_nodes(Nodes())] == ["node1", "node2", "node10"]  # type: ignore[arg-type]
+    rows = vswitch_rows({"zone-10": ["vsw-c"], "zone-9": ["vsw-b"]}, {}, {})
+    assert [r.zone for r in rows] == ["zone-9", "zone-10"]

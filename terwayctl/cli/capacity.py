@@ -44,16 +44,21 @@ def complete_instance_types(incomplete: str) -> list[str]:
     """Shell completion for TYPE: instance types and families of the embedded catalog (loaded only here)."""
     from terwayctl.data import completion_words
 
-    wanted = incomplete.lower()
-    return [word for word in completion_words() if word.startswith(wanted)]
+    return _in_the_case_typed(incomplete, completion_words())
 
 
 def complete_families(incomplete: str) -> list[str]:
     """Shell completion for --family."""
     from terwayctl.data import embedded_catalog
 
+    return _in_the_case_typed(incomplete, embedded_catalog().families())
+
+
+def _in_the_case_typed(incomplete: str, words: list[str]) -> list[str]:
+    """Words starting with `incomplete` in any case, spelled with the user's prefix: the shell keeps only
+    candidates that start with what was typed, and names are accepted in any case (ECS.G7 -> ECS.G7.xlarge)."""
     wanted = incomplete.lower()
-    return [family for family in embedded_catalog().families() if family.startswith(wanted)]
+    return [incomplete + word[len(incomplete):] for word in words if word.startswith(wanted)]
 
 
 def capacity(

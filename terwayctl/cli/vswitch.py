@@ -26,6 +26,7 @@ from terwayctl.core.eniconf import (
     remove_vswitch_text,
 )
 from terwayctl.core.errors import InvalidInput, NotFound
+from terwayctl.core.sorting import natural_text_key
 
 if TYPE_CHECKING:
     from terwayctl.cloud.api import VpcLayoutReader
@@ -630,7 +631,7 @@ def vswitch_rows(configured: Mapping[str, list[str]], found: Mapping[str, VSwitc
                  users: Mapping[str, int]) -> list[VSwitchRow]:
     """One row per configured vSwitch; `users` counts the nodes that really use each (zone and ConfigMap)."""
     rows = []
-    for zone in sorted(configured):
+    for zone in sorted(configured, key=natural_text_key):
         for vsw in configured[zone]:
             facts = found.get(vsw)
             rows.append(VSwitchRow(zone, vsw, facts.cidr if facts else None, facts.free_ips if facts else None,
@@ -658,6 +659,6 @@ def print_vswitch_table(out: TextIO, rows: list[VSwitchRow], node_zones: Mapping
         if not row.exists:
             out.write(f"warning: {row.vswitch_id} does not exist in the cloud (deleted?): remove it with "
                       f"'terwayctl vswitch remove {row.vswitch_id}'\n")
-    bare = sorted(z for z, n in node_zones.items() if n and z not in {r.zone for r in rows})
+    bare = sorted((z for z, n in node_zones.items() if n and z not in {r.zone for r in rows}), key=natural_text_key)
     for zone in bare:
         out.write(f"warning: zone {zone} has {node_zones[zone]} node(s) but no vSwitch: its pods get no IP\n")

@@ -15,6 +15,7 @@ from terwayctl.core import defaults
 from terwayctl.core.catalog import InstanceType
 from terwayctl.core.eniconf import EniCaps
 from terwayctl.core.errors import InvalidInput
+from terwayctl.core.sorting import natural_text_key
 
 MODES = ("all", "eniip", "eni", "trunk", "prefix")
 SORT_KEYS = ("name", "pods", "vcpu", "memory")
@@ -302,21 +303,13 @@ def _sorted(rows: list[Capacity], mode: str, sort: str, reverse: bool) -> list[C
 SIZE_WORDS = ("nano", "micro", "small", "medium", "large", "xlarge")
 
 
-def natural_text_key(text: str) -> tuple[tuple[int, str], ...]:
-    """Digits compare as numbers: node2 < node10, 192.168.0.9 < 192.168.0.10."""
-    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", text) if part)
-
-
-_DIGITS = re.compile(r"(\d+)")
 _SIZE = re.compile(r"(\d*)([a-z]+)")
 
 
 def natural_key(name: str) -> tuple[tuple[tuple[int, str], ...], tuple[int, int, str]]:
     """Family, then size: ecs.g7.large < ecs.g7.xlarge < ecs.g7.2xlarge < ecs.g7.16xlarge."""
     family, _, size = name.rpartition(".")
-    family_key = tuple(
-        (int(part), "") if part.isdigit() else (-1, part) for part in _DIGITS.split(family) if part
-    )
+    family_key = natural_text_key(family)
     match = _SIZE.fullmatch(size)
     if match and match.group(2) in SIZE_WORDS:
         return family_key, (SIZE_WORDS.index(match.group(2)), int(match.group(1) or 1), "")

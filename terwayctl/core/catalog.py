@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 
 from terwayctl.core.errors import InvalidInput, NotFound
+from terwayctl.core.sorting import natural_text_key
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class Catalog:
         return next((t for t in self.types if t.name.lower() == wanted), None)
 
     def families(self) -> list[str]:
-        """Every family, sorted."""
-        return sorted({t.family for t in self.types})
+        """Every family, in natural order (ecs.g8i before ecs.g10)."""
+        return sorted({t.family for t in self.types}, key=natural_text_key)
 
     def select(self, patterns: Sequence[str], families: Sequence[str]) -> list[InstanceType]:
         """Types matching any exact name, glob or family (case-insensitive); everything when both are empty.

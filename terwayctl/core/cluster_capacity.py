@@ -10,9 +10,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from terwayctl.core import defaults
-from terwayctl.core.capacity import CapacityOptions, compute, natural_text_key
+from terwayctl.core.capacity import CapacityOptions, compute
 from terwayctl.core.catalog import InstanceType
 from terwayctl.core.eniconf import EniCaps
+from terwayctl.core.sorting import natural_text_key
 
 FLAG_MAX_PODS_ABOVE_IPS = "max-pods-above-ips"
 FLAG_BELOW_ACK_MINIMUM = "below-ack-minimum"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from terwayctl.core import defaults
+from terwayctl.core.sorting import natural_text_key
 from terwayctl.kube.api import ObjectReader
 from terwayctl.kube.errors import KubeNotFound
 
@@ -100,7 +101,7 @@ def node_from_object(obj: Mapping[str, Any]) -> NodeInfo:
 
 def list_nodes(reader: ObjectReader, label_selector: str = "") -> list[NodeInfo]:
     nodes = [node_from_object(o) for o in reader.list("v1", "nodes", label_selector=label_selector)]
-    return sorted(nodes, key=lambda n: n.name)
+    return sorted(nodes, key=lambda n: natural_text_key(n.name))  # node2 before node10
 
 
 def _pod_ready(status: Mapping[str, Any]) -> tuple[bool, str]:
