@@ -113,7 +113,7 @@ def test_healthy_lab_has_no_failure(lab: RunningLab) -> None:
 
 def test_every_fault_kind_is_covered() -> None:
     assert set(FAULT_KINDS) == {"no-snat", "exhaust", "rp-filter", "forward-drop", "docker-port", "del-rule",
-                                "forward-rule", "leaked-rule", "leaked-eni"}
+                                "forward-rule", "leaked-rule", "leaked-eni", "partial-snat", "no-route"}
     assert set(FAULT_KINDS) == set(EXPECTED)
 
 
@@ -178,6 +178,19 @@ EXPECTED: dict[str, Expected] = {
         lambda t, d: [f"{d['eni']} ({_pod_vsw(t)}, 1 IP(s)): Available, created by the daemon of i-deleted-node "
                       "(terway.node), attached to nothing"],
         lambda t, d: f"aliyun ecs DeleteNetworkInterface --RegionId cn-hangzhou --NetworkInterfaceId {d['eni']}"),
+    "partial-snat": Expected(
+        "cloud.snat-coverage", _default,
+        lambda t, d: [f"{_pod_vsw(t)} (pod, 192.168.32.0/19, cn-hangzhou-i): only partly covered: 192.168.48.0/20 by "
+                      f"{d['entry_id']} in {t.snat_table} (-> {t.nat_eip}); not covered: 192.168.32.0/20",
+                      f"pods on {_pod_vsw(t)} (with an address in the part not covered) have no internet access"],
+        lambda t, d: (f"aliyun vpc CreateSnatEntry --RegionId cn-hangzhou --SnatTableId {t.snat_table} "
+                      f"--SourceVSwitchId {_pod_vsw(t)} --SnatIp {t.nat_eip}")),
+    "no-route": Expected(
+        "cloud.pod-routes", _default,
+        lambda t, d: [f"{_pod_vsw(t)} (pod): route table {d['route_table_id']} (Custom): no 0.0.0.0/0 route, not to "
+                      f"a NAT gateway: pods on {_pod_vsw(t)} never reach the SNAT entries of {t.nat_id}"],
+        lambda t, d: (f"aliyun vpc CreateRouteEntry --RegionId cn-hangzhou --RouteTableId {d['route_table_id']} "
+                      f"--DestinationCidrBlock 0.0.0.0/0 --NextHopType NatGateway --NextHopId {t.nat_id}")),
     "docker-port": Expected(
         "node.hostport-published", _default,
         lambda t, d: ["tcp/8080 -> 172.17.0.2:80 (nft ip nat DOCKER) in netns current"],

@@ -139,3 +139,16 @@ def test_topology_is_pure_and_round_trips() -> None:
                                                       "vsw-xnodej": True, "vsw-xpodj": False}
     assert Topology.from_json(topo.to_json()) == topo
     assert topo.node_eni_conf(topo.nodes[1])["vswitches"] == {"cn-hangzhou-j": ["vsw-xpodj"]}
+
+
+def test_ip_stack_dual_gives_the_lab_a_dual_stack_vpc() -> None:
+    """`lab up --config` with ip_stack dual: an IPv6 /64 on every vSwitch, which the daemons need to
+    run dual stack (docs/datapath.md, "Dual stack"); IPv4 labs stay as they were."""
+    from terwayctl.emulator.world import parse_scenario
+
+    dual = build_topology(LabSpec(name="x", nodes=1, eni_conf={"ip_stack": "dual"}))
+    world = parse_scenario(dual.scenario())
+    assert {v.id: v.ipv6_cidr for v in world.vswitches} == {"vsw-xnodei": "2001:db8::/64",
+                                                           "vsw-xpodi": "2001:db8:0:1::/64"}
+    plain = build_topology(LabSpec(name="x", nodes=1))
+    assert all(not v.ipv6_cidr for v in parse_scenario(plain.scenario()).vswitches)

@@ -215,6 +215,28 @@ def test_all_configmaps_adds_everywhere(cli: Cli, cluster: RunningKubeApi, cloud
     assert "cn-hangzhou-j  vsw-newj  192.168.160.0/19      8188      2" in listing.stdout
 
 
+def test_all_configmaps_completes_a_plain_add(cli: Cli, cluster: RunningKubeApi, cloud: RunningEmulator) -> None:
+    big_node(cluster)
+    assert run(cli, cluster, cloud, "add", "vsw-newj", "--no-restart").exit_code == 0
+    result = run(cli, cluster, cloud, "add", "vsw-newj", "--all-configmaps", "--timeout", "10s")
+    assert result.exit_code == 0, result.stderr
+    assert "configmap kube-system/eni-config already lists vsw-newj: unchanged" in result.stdout
+    assert vswitches(cluster, "eni-config-big") == {"cn-hangzhou-j": ["vsw-podj", "vsw-newj"]}
+    assert "of 1 node(s): big-1\n" in result.stdout  # node-3 already used it
+    again = run(cli, cluster, cloud, "add", "vsw-newj", "--all-configmaps")
+    assert again.exit_code == 2 and "already configured" in again.stderr
+
+
+def test_remove_restarts_only_the_nodes_of_the_edited_configmap(cli: Cli, cluster: RunningKubeApi,
+                                                                cloud: RunningEmulator) -> None:
+    big_node(cluster, ["vsw-podj", "vsw-newj"])
+    assert run(cli, cluster, cloud, "add", "vsw-newj", "--no-restart").exit_code == 0
+    result = run(cli, cluster, cloud, "remove", "vsw-newj", "--timeout", "10s")
+    assert result.exit_code == 0, result.stderr
+    assert "of 1 node(s): node-3\n" in result.stdout  # big-1 still uses it through eni-config-big
+    assert vswitches(cluster, "eni-config-big") == {"cn-hangzhou-j": ["vsw-podj", "vsw-newj"]}
+
+
 def test_zone_where_every_node_is_overridden_is_refused(cli: Cli, kube_api: RunningKubeApi,
                                                         cloud: RunningEmulator) -> None:
     seed_cluster(kube_api)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,10 +69,12 @@ def up(
     config: Annotated[Optional[Path], typer.Option("--config", help="eni_conf (JSON/YAML, or a ConfigMap) merged over the lab's default.")] = None,  # noqa: UP045
     external_daemon: Annotated[Optional[list[str]], typer.Option("--external-daemon", help="A node whose daemon the lab does not start (you run it, e.g. the packaged image); comma-separated or repeated.")] = None,  # noqa: UP045
     kube: Annotated[bool, typer.Option("--kube", help="Also run a Kubernetes API server (Nodes, eni-config, the terway DaemonSet, the pods); the daemons read eni-config there.")] = False,
+    node_config: Annotated[Optional[list[str]], typer.Option("--node-config", metavar="NODE[=FILE]", help="NODE or NODE=FILE (--kube, repeatable): ConfigMap eni-config-NODE with the node's zone and its pod vSwitches (FILE's eni_conf merged over it), Node label terway-config=eni-config-NODE.")] = None,  # noqa: UP045
     output: OutputOption = Output.table,
 ) -> None:
     """Create the lab: VPC router, NAT gateway, internet, nodes with daemons; print a summary."""
-    from terwayctl.lab import LabSpec
+    from terwayctl.lab import LabSpec, nodeconfig
+    from terwayctl.lab import status as lab_status
     from terwayctl.lab import up as lab_up
     from terwayctl.lab.model import load_eni_conf_file
 
@@ -80,8 +82,12 @@ def up(
                    mode=mode, vpc=vpc, service_cidr=service_cidr, snat=not no_snat,
                    eni_conf=load_eni_conf_file(config) if config is not None else {},
                    external_daemons=_split(external_daemon), kube=kube)
+    node_configs = nodeconfig.parse(node_config or [], kube, nodes)
     with _progress(f"lab {name} up", UP_STEPS) as progress:
         result = lab_up(spec, progress)
+    if node_configs:
+        nodeconfig.apply(name, node_configs)
+        result = lab_status(name)
     if output is not Output.table:
         emit_structured(result, output.value)
         return
@@ -228,7 +234,12 @@ def exec_(
     from terwayctl.lab import exec_command
 
     argv, env = exec_command(name, target, command or [])
-    raise typer.Exit(subprocess.run(argv, env=env, check=False).returncode)
+    # exec, not a child: a Ctrl-C (SIGINT) reaches the command alone, which stops as it chooses (a
+    # foreground `terwayctl daemon` shuts down cleanly); as a child it was SIGKILLed by subprocess.run
+    # 0.25 s later, under a KeyboardInterrupt traceback. Its exit status is ours.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(argv[0], argv, env)
 
 
 @app.command("env")
@@ -245,10 +256,10 @@ def env(name: NameOption = DEFAULT_NAME) -> None:
 # --- faults ----------------------------------------------------------------------------------------
 
 
-def _inject(name: str, kind: str, target: str | None, port: int = 8080) -> None:
+def _inject(name: str, kind: str, target: str | None, port: int = 8080, cidr: str | None = None) -> None:
     from terwayctl.lab import inject_fault
 
-    record = inject_fault(name, kind, target, port)
+    record = inject_fault(name, kind, target, port, cidr)
     _print_fault(record)
 
 
@@ -338,6 +349,25 @@ def fault_leaked_eni(
 ) -> None:
     """Create an Available ENI tagged by the daemon and attached to nothing (a leaked ENI)."""
     _inject(name, "leaked-eni", vswitch)
+
+
+@fault_app.command("partial-snat")
+def fault_partial_snat(
+    vswitch: Annotated[Optional[str], typer.Option("--vswitch", help="vSwitch id, also one created after 'lab up' (default: the first pod vSwitch).")] = None,  # noqa: UP045
+    cidr: Annotated[Optional[str], typer.Option("--cidr", help="The part the SNAT entry keeps covering (default: the vSwitch's upper half).")] = None,  # noqa: UP045
+    name: NameOption = DEFAULT_NAME,
+) -> None:
+    """Replace the vSwitch's SNAT entry by one whose SourceCIDR covers only part of it: pods in the rest have no internet."""
+    _inject(name, "partial-snat", vswitch, cidr=cidr)
+
+
+@fault_app.command("no-route")
+def fault_no_route(
+    vswitch: Annotated[Optional[str], typer.Option("--vswitch", help="vSwitch id, also one created after 'lab up' (default: the first pod vSwitch).")] = None,  # noqa: UP045
+    name: NameOption = DEFAULT_NAME,
+) -> None:
+    """Bind a new custom route table without a 0.0.0.0/0 route to the vSwitch: its pods have no internet."""
+    _inject(name, "no-route", vswitch)
 
 
 @fault_app.command("list")

@@ -284,7 +284,7 @@ def choose_targets(views: Sequence[NodeView], zones: Iterable[str], vswitches: S
         targets.append(defaults.ENI_CONFIG_NAME)
         if all_configmaps:
             targets += others
-            nodes += [v.name for v in in_zone]
+            nodes += [v.name for v in in_zone if any(x not in v.vswitches for x in vswitches)]
             continue
         plain = [v for v in in_zone if v.source == defaults.ENI_CONFIG_NAME]
         flags = " or ".join(f"--configmap {c}" for c in others)
@@ -395,8 +395,8 @@ def add(
                                             cidr, avoid or [])
                 found[NEW_VSWITCH] = planned
                 requested = [NEW_VSWITCH]
-            plan = plan_vswitch_additions(requested, found, configured, node_zones, zone=zone,
-                                          vpc_reference=reference)
+            plan = plan_vswitch_additions(requested, found, _configured_everywhere(configured, views, all_configmaps),
+                                          node_zones, zone=zone, vpc_reference=reference)
             targets = choose_targets(views, [z for z, _ in plan.additions], requested, configmap, all_configmaps)
             # outbound internet, before anything changes
             snat_needed: list[tuple[str, vc.OutboundFacts]] = []
@@ -451,6 +451,10 @@ def add(
         for target in targets.configmaps:
             result = _edit_eni_conf(kube, options.namespace, target, _adder(target, additions), False, out)
             assert result is not None
+            if not result.changed:
+                say(f"configmap {options.namespace}/{target} already lists {', '.join(v for _, v in additions)}: "
+                    "unchanged")
+                continue
             for zone_id, vsw in additions:
                 facts = found[vsw]
                 free = "?" if facts.free_ips is None else str(facts.free_ips)
@@ -463,6 +467,16 @@ def add(
             say("not restarting the terway pods (--no-restart): they read eni_conf when they start")
             return 0
         return _restart_nodes(kube, options.namespace, targets.nodes, seconds, out)
+
+
+def _configured_everywhere(configured: Mapping[str, list[str]], views: Sequence[NodeView],
+                           all_configmaps: bool) -> Mapping[str, list[str]]:
+    """What counts as already configured: with --all-configmaps only a vSwitch every node of its zone
+    already uses (eni-config and each override list it), so a later --all-configmaps completes a plain add."""
+    if not all_configmaps:
+        return configured
+    return {zone: [v for v in ids if all(v in view.vswitches for view in views if view.zone == zone)]
+            for zone, ids in configured.items()}
 
 
 def _adder(target: str, additions: Sequence[tuple[str, str]]) -> Callable[[str], str]:
@@ -579,9 +593,10 @@ def remove(
         text, _ = _eni_conf_of(kube, options.namespace, name)
         default_text = text if name == defaults.ENI_CONFIG_NAME else _eni_conf_of(
             kube, options.namespace, defaults.ENI_CONFIG_NAME)[0]
+        # only the nodes whose zone list comes from the edited ConfigMap see the removal
         users = [v.name for v in node_views(all_nodes, default_text,
                                             _override_texts(kube, options.namespace, all_nodes))
-                 if vswitch in v.vswitches]
+                 if vswitch in v.vswitches and v.source == name]
         if _edit_eni_conf(kube, options.namespace, name, change, dry_run, out) is None:
             return 0
         out.write(f"removed {vswitch} from configmap {options.namespace}/{name}\n")

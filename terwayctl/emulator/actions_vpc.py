@@ -1,7 +1,8 @@
 """VPC 2016-04-28 actions: VPCs, vSwitches, route tables, NAT gateways, SNAT entries and EIPs.
 
-Writes: CreateVSwitch, CreateRouteEntry, CreateSnatEntry and DeleteSnatEntry (the lab enforces the
-SNAT table in its router namespace, and removes an entry to inject "pods have no internet").
+Writes: CreateVSwitch, CreateRouteEntry, CreateRouteTable, AssociateRouteTable, UnassociateRouteTable,
+DeleteRouteTable, CreateSnatEntry and DeleteSnatEntry (the lab enforces the SNAT table and the vSwitches'
+route tables in its router namespace, and changes them to inject "pods have no internet").
 Created vSwitches and SNAT entries are asynchronous as in the real API: they read Pending first
 (for `pending_polls` reads, default 1), then Available.
 """
@@ -363,11 +364,91 @@ def create_route_entry(call: Call) -> Reply:
     return {"RouteEntryId": entry_id}
 
 
+def create_route_table(call: Call) -> Reply:
+    """A custom route table in a VPC (AssociateType VSwitch, the default): no custom route entries yet."""
+    conn = call.conn
+    vpc_id = p.required(call.params, "VpcId")
+    vpc = conn.execute("SELECT vpc_id FROM vpcs WHERE vpc_id = ?", (vpc_id,)).fetchone()
+    if vpc is None:
+        raise not_found("Vpc", vpc_id)
+    associate = p.optional(call.params, "AssociateType") or "VSwitch"
+    if associate != "VSwitch":
+        raise invalid_parameter("AssociateType", f"{associate!r}: the emulator has vSwitch route tables only")
+    system_route_table(conn, vpc_id)
+    table_id = new_id(conn, "vtb")
+    conn.execute("INSERT INTO route_tables VALUES (?, ?, 'Custom', ?)",
+                 (table_id, vpc_id, p.optional(call.params, "RouteTableName") or ""))
+    return {"RouteTableId": table_id, "VRouterId": "vrt-" + vpc_id.removeprefix("vpc-")}
+
+
+def _custom_table(conn: sqlite3.Connection, table_id: str) -> sqlite3.Row:
+    table = _route_table(conn, table_id)
+    if table["type"] != "Custom":
+        raise ApiError("IncorrectRouteTableType", f"The route table \"{table_id}\" is a {table['type']} route table; "
+                       "only a custom route table can be associated, unassociated or deleted.")
+    return table
+
+
+def _vswitch_of(conn: sqlite3.Connection, vswitch_id: str) -> sqlite3.Row:
+    row = conn.execute("SELECT vswitch_id, vpc_id FROM vswitches WHERE vswitch_id = ?", (vswitch_id,)).fetchone()
+    if row is None:
+        raise not_found("VSwitch", vswitch_id)
+    return row  # type: ignore[no-any-return]
+
+
+def associate_route_table(call: Call) -> Reply:
+    """Bind a custom route table to a vSwitch of its VPC; a vSwitch has at most one custom table."""
+    conn = call.conn
+    table = _custom_table(conn, p.required(call.params, "RouteTableId"))
+    vsw = _vswitch_of(conn, p.required(call.params, "VSwitchId"))
+    if vsw["vpc_id"] != table["vpc_id"]:
+        raise invalid_parameter("VSwitchId", f"{vsw['vswitch_id']} is not in the route table's VPC {table['vpc_id']}")
+    bound = conn.execute("SELECT route_table_id FROM route_table_vswitches WHERE vswitch_id = ?",
+                         (vsw["vswitch_id"],)).fetchone()
+    if bound is not None:
+        raise ApiError("ResourceAlreadyAssociated.RouteTable", f"The vSwitch \"{vsw['vswitch_id']}\" is already "
+                       f"associated with the route table {bound[0]}.")
+    conn.execute("INSERT INTO route_table_vswitches VALUES (?, ?)", (vsw["vswitch_id"], table["route_table_id"]))
+    return {}
+
+
+def unassociate_route_table(call: Call) -> Reply:
+    """Unbind a custom route table from a vSwitch: the vSwitch uses the VPC's system table again."""
+    conn = call.conn
+    table = _custom_table(conn, p.required(call.params, "RouteTableId"))
+    vsw = _vswitch_of(conn, p.required(call.params, "VSwitchId"))
+    gone = conn.execute("DELETE FROM route_table_vswitches WHERE vswitch_id = ? AND route_table_id = ?",
+                        (vsw["vswitch_id"], table["route_table_id"]))
+    if gone.rowcount == 0:
+        raise ApiError("IncorrectStatus.VSwitch", f"The vSwitch \"{vsw['vswitch_id']}\" is not associated with the "
+                       f"route table {table['route_table_id']}.")
+    return {}
+
+
+def delete_route_table(call: Call) -> Reply:
+    """Delete a custom route table with no vSwitch bound and no custom route entry left."""
+    conn = call.conn
+    table = _custom_table(conn, p.required(call.params, "RouteTableId"))
+    table_id = table["route_table_id"]
+    if conn.execute("SELECT 1 FROM route_table_vswitches WHERE route_table_id = ?", (table_id,)).fetchone():
+        raise ApiError("DependencyViolation.VSwitch", f"The route table \"{table_id}\" is still associated with a "
+                       "vSwitch; unassociate it first.")
+    if conn.execute("SELECT 1 FROM route_entries WHERE route_table_id = ?", (table_id,)).fetchone():
+        raise ApiError("IncorrectRouteTableStatus.RouteEntryExist", "You cannot delete the specified route table "
+                       "because it still has custom route entry.")
+    conn.execute("DELETE FROM route_tables WHERE route_table_id = ?", (table_id,))
+    return {}
+
+
 VPC_ACTIONS: dict[str, Handler] = {
     "CreateVSwitch": create_vswitch,
     "DescribeRouteTableList": describe_route_table_list,
     "DescribeRouteEntryList": describe_route_entry_list,
     "CreateRouteEntry": create_route_entry,
+    "CreateRouteTable": create_route_table,
+    "AssociateRouteTable": associate_route_table,
+    "UnassociateRouteTable": unassociate_route_table,
+    "DeleteRouteTable": delete_route_table,
     "DescribeVpcs": describe_vpcs,
     "DescribeVSwitches": describe_vswitches,
     "DescribeNatGateways": describe_nat_gateways,

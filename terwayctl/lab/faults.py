@@ -10,20 +10,33 @@
 | ``del-rule`` | pod | the pod's ``from <podIP> lookup <ENI table>`` rule (priority 2048) deleted behind the daemon's back |
 | ``forward-rule`` | node | ``table inet filter``, chain ``forward`` with policy accept but ``iifname "cali*" reject``: what a hand-written host firewall does |
 | ``leaked-rule`` | node | a ``from <unused pod IP> lookup <ENI table>`` rule (priority 2048) no pod holds: what a daemon killed mid-teardown leaves |
+| ``partial-snat`` | vswitch | the vSwitch's SNAT entry replaced by one whose SourceCIDR covers only part of it (``--cidr``, default the upper half): pods in the rest have no internet |
+| ``no-route`` | vswitch | CreateRouteTable (no routes) + AssociateRouteTable with the vSwitch: no 0.0.0.0/0 route, its pods have no internet whatever the SNAT entries say |
 | ``leaked-eni`` | vswitch | an ENI tagged ``terway.node=i-deleted-node`` created on the vSwitch through the cloud API and left Available: what the daemon of a node deleted between CreateNetworkInterface and AttachNetworkInterface leaves (no running daemon adopts it) |
+
+The vSwitch faults work on any vSwitch of the lab's VPC, also one created after `up` (``vswitch add
+--create``). Cloud changes go through the emulator's API (signed calls, as any client makes them);
+the supervisor's router follows the SNAT table and the route tables (terwayctl.lab.vpcsim).
 
 Each injected fault is recorded in ``state.json`` (kind:target) with what `clear` needs to undo it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from terwayctl.core.errors import InvalidInput
+from terwayctl.core.errors import InvalidInput, TerwayctlError
 from terwayctl.kernel import netns
 from terwayctl.lab import network
 from terwayctl.lab.control import ask
@@ -55,7 +68,21 @@ KINDS: dict[str, FaultKind] = {k.kind: k for k in (
     FaultKind("forward-rule", "node", "FORWARD policy accept, but a rule rejects pod traffic (iifname cali*)"),
     FaultKind("leaked-rule", "node", "a policy rule for a pod IP no pod holds (left behind by a killed daemon)"),
     FaultKind("leaked-eni", "vswitch", "an Available ENI tagged by the daemon, attached to nothing (leaked)"),
+    FaultKind("partial-snat", "vswitch", "the SNAT entry covers only part of the vSwitch: pods in the rest have no "
+              "internet"),
+    FaultKind("no-route", "vswitch", "a custom route table without 0.0.0.0/0 bound to the vSwitch: pods have no "
+              "internet"),
 )}
+CLOUD_VSWITCH_KINDS = frozenset({"partial-snat", "no-route"})
+"""Kinds whose target may be any vSwitch of the VPC (one `vswitch add --create` made after `up` too)."""
+
+
+@dataclass(frozen=True)
+class FaultArgs:
+    """The options of one injection: docker-port's --port, partial-snat's --cidr."""
+
+    port: int = 8080
+    cidr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,16 +94,20 @@ class FaultRow:
     detail: dict[str, Any]
 
 
-def inject(lab_name: str, kind: str, target: str | None = None, port: int = DEFAULT_DOCKER_PORT) -> FaultRecord:
+def inject(lab_name: str, kind: str, target: str | None = None, port: int = DEFAULT_DOCKER_PORT,
+           cidr: str | None = None) -> FaultRecord:
     """Inject one fault; `target` defaults to the first pod vSwitch, the first node or the only pod."""
     spec = _kind(kind)
+    if cidr is not None and kind != "partial-snat":
+        raise InvalidInput("--cidr goes with partial-snat", hint="terwayctl lab fault partial-snat --cidr CIDR")
     lab = LabDir(lab_name)
     topology = lab.topology()
-    target = _target(lab, topology, spec, target)
+    target = _cloud_vswitch(lab, topology, target)["VSwitchId"] if kind in CLOUD_VSWITCH_KINDS and target else \
+        _target(lab, topology, spec, target)
     key = f"{kind}:{target}"
     if key in lab.read_state().faults:
         raise InvalidInput(f"fault {key} is already active", hint=f"clear it: terwayctl lab fault clear {kind}")
-    record = FaultRecord(kind, target, INJECT[kind](lab, topology, target, port))
+    record = FaultRecord(kind, target, INJECT[kind](lab, topology, target, FaultArgs(port, cidr)))
     with lab.locked() as state:
         state.faults[record.key] = record
     return record
@@ -130,6 +161,12 @@ def describe(record: FaultRecord) -> str:
     if record.kind == "leaked-rule":
         return f"added 'from {detail.get('ip')} lookup {detail.get('table')}' (priority {RULE_PRIORITY}) on " \
                f"{record.target}"
+    if record.kind == "partial-snat":
+        return (f"SNAT entry {detail.get('entry_id')} covers {detail.get('cidr')} of {record.target} "
+                f"({detail.get('vswitch_cidr')}); no internet for {', '.join(detail.get('uncovered', []))}")
+    if record.kind == "no-route":
+        return (f"route table {detail.get('route_table_id')} ({ROUTE_TABLE_NAME}, no 0.0.0.0/0 route) bound to "
+                f"{record.target}")
     if record.kind == "leaked-eni":
         return f"created {detail.get('eni')} on {record.target}, tagged {LEAK_TAG}={detail.get('instance')}, Available"
     return f"deleted 'from {detail.get('ip')} lookup {detail.get('table')}' (priority {detail.get('priority')}) of pod {record.target}"
@@ -162,7 +199,7 @@ def _target(lab: LabDir, topology: Topology, spec: FaultKind, target: str | None
 # --- no-snat / exhaust (through the supervisor) ---------------------------------------------------------
 
 
-def _no_snat(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _no_snat(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
     removed = ask(lab.control_socket, "snat_delete", vswitch=target)
     if not removed:
         raise InvalidInput(f"{target} has no SNAT entry to delete", hint="was the lab made with --no-snat?")
@@ -174,7 +211,7 @@ def _restore_snat(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
         ask(lab.control_socket, "snat_create", vswitch=record.target, snat_ip=entry.get("snat_ip", ""))
 
 
-def _exhaust(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _exhaust(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
     return {"taken": ask(lab.control_socket, "exhaust", vswitch=target)}
 
 
@@ -187,7 +224,7 @@ def _unexhaust(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
 RP_KEYS = ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter")
 
 
-def _rp_filter(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _rp_filter(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
     ns = topology.node(target).ns
     before = {key: netns.read_sysctl(ns, key) for key in RP_KEYS}
     for key in RP_KEYS:
@@ -201,7 +238,7 @@ def _rp_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
         netns.write_sysctl(ns, key, str(value))
 
 
-def _forward_drop(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _forward_drop(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
     network.nft(topology.node(target).ns, "table ip filter {\n  chain FORWARD {\n"
                 "    type filter hook forward priority filter; policy drop;\n  }\n}\n")
     return {"table": "ip filter", "chain": "FORWARD"}
@@ -213,7 +250,8 @@ def _forward_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> No
         network.nft(ns, "delete table ip filter\n")
 
 
-def _docker_port(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _docker_port(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
+    port = args.port
     if not 1 <= port <= 65535:
         raise InvalidInput(f"--port must be 1-65535, got {port}", hint="e.g. --port 8080")
     ns = topology.node(target).ns
@@ -260,7 +298,7 @@ def _rules(ns: str) -> list[dict[str, Any]]:
     return rules
 
 
-def _del_rule(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _del_rule(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
     pod = lab.read_state().pods[target]
     ns = topology.node(pod.node).ns
     for rule in _rules(ns):
@@ -297,7 +335,7 @@ LEAKED_POD_IP = "192.168.63.250"
 LEAK_OWNER = "i-deleted-node"
 
 
-def _forward_rule(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _forward_rule(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
     network.nft(topology.node(target).ns, (
         f"table inet {FORWARD_RULE_TABLE} {{\n  chain forward {{\n"
         "    type filter hook forward priority filter; policy accept;\n"
@@ -311,7 +349,7 @@ def _forward_rule_restore(lab: LabDir, topology: Topology, record: FaultRecord) 
         network.nft(ns, f"delete table inet {FORWARD_RULE_TABLE}\n")
 
 
-def _leaked_rule(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _leaked_rule(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
     ns = topology.node(target).ns
     tables = sorted({int(r["table"]) for r in _rules(ns) if str(r.get("table", "")).isdigit()
                      and int(r["table"]) >= 1000})
@@ -338,7 +376,7 @@ def _lab_cloud(lab: LabDir, topology: Topology) -> Any:
                         access_key_secret=ACCESS_KEY_SECRET, environ={})
 
 
-def _leaked_eni(lab: LabDir, topology: Topology, target: str, port: int) -> dict[str, Any]:
+def _leaked_eni(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
     client = _lab_cloud(lab, topology)
     instance = LEAK_OWNER  # a node that is gone: the lab's daemons would adopt an ENI tagged with their own instance
     groups = sorted({sg for e in client.describe_network_interfaces(vpc_id=topology.vpc_id)
@@ -353,12 +391,137 @@ def _leaked_eni_restore(lab: LabDir, topology: Topology, record: FaultRecord) ->
     client.delete_network_interface(str(record.detail["eni"]))
 
 
-Injector = Callable[[LabDir, Topology, str, int], dict[str, Any]]
+# --- partial-snat / no-route (the emulator's VPC API; the router follows) ------------------------------------
+
+ROUTE_TABLE_NAME = "twlab-no-default-route"
+
+
+def _vpc(lab: LabDir, topology: Topology, action: str, **params: str) -> dict[str, Any]:
+    """One signed VPC API call to the lab's emulator, over HTTP as any client makes it."""
+    from terwayctl.emulator import VPC_VERSION
+    from terwayctl.emulator.signing import signed_params
+    from terwayctl.lab.model import ACCESS_KEY_ID, ACCESS_KEY_SECRET
+
+    url = lab.ready().get("url")
+    if not url:
+        raise InvalidInput(f"lab {lab.name} is not serving", hint="terwayctl lab up")
+    query = signed_params("GET", {
+        "Action": action, "Version": VPC_VERSION, "Format": "JSON", "RegionId": topology.region,
+        "AccessKeyId": ACCESS_KEY_ID, "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0",
+        "SignatureNonce": uuid.uuid4().hex, "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **params}, ACCESS_KEY_SECRET)
+    try:
+        with urllib.request.urlopen(f"{url}/?{urllib.parse.urlencode(query)}", timeout=30) as reply:
+            body: dict[str, Any] = json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        error = json.loads(exc.read() or b"{}")
+        raise TerwayctlError(f"{action}: {error.get('Code')}: {error.get('Message')}") from None
+    return body
+
+
+def _cloud_vswitch(lab: LabDir, topology: Topology, vswitch_id: str | None) -> dict[str, Any]:
+    """The vSwitch as DescribeVSwitches shows it (the first pod vSwitch by default); exit 2 when not in the VPC."""
+    wanted = vswitch_id or topology.pod_vswitches()[0].id
+    found = _vpc(lab, topology, "DescribeVSwitches", VpcId=topology.vpc_id, PageSize="50")["VSwitches"]["VSwitch"]
+    for vsw in found:
+        if vsw["VSwitchId"] == wanted:
+            return dict(vsw)
+    raise InvalidInput(f"lab {lab.name} has no vSwitch {wanted!r}",
+                       hint=f"vSwitches of {topology.vpc_id}: {', '.join(v['VSwitchId'] for v in found)}")
+
+
+def _snat_entries(lab: LabDir, topology: Topology) -> list[dict[str, Any]]:
+    body = _vpc(lab, topology, "DescribeSnatTableEntries", SnatTableId=topology.snat_table, PageSize="100")
+    return list(body["SnatTableEntries"]["SnatTableEntry"])
+
+
+def _sync_router(lab: LabDir) -> None:
+    """The router follows the cloud within 0.2 s anyway; a fault is in force when the command returns."""
+    ask(lab.control_socket, "sync_router")
+
+
+def _part_of(vswitch_cidr: str, cidr: str | None) -> tuple[str, list[str]]:
+    """(the covered part, the uncovered rest): `cidr` (default the upper half) strictly inside the vSwitch."""
+    whole = ipaddress.IPv4Network(vswitch_cidr)
+    if cidr is None:
+        part = list(whole.subnets(1))[1]
+    else:
+        try:
+            part = ipaddress.IPv4Network(cidr, strict=True)
+        except ValueError as exc:
+            raise InvalidInput(f"--cidr {cidr!r} is not an IPv4 CIDR: {exc}", hint="e.g. --cidr 192.168.48.0/20") from None
+        if part == whole or not part.subnet_of(whole):
+            half = list(whole.subnets(1))[1]
+            raise InvalidInput(f"--cidr {part} must be a part of the vSwitch's {whole}, smaller than it",
+                               hint=f"e.g. --cidr {half}")
+    return str(part), [str(n) for n in whole.address_exclude(part)]
+
+
+def _partial_snat(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
+    vsw = _cloud_vswitch(lab, topology, target)
+    part, uncovered = _part_of(vsw["CidrBlock"], args.cidr)
+    entries = _snat_entries(lab, topology)
+    own = [e for e in entries if e["SourceVSwitchId"] == target
+           or (not e["SourceVSwitchId"] and e["SourceCIDR"] == vsw["CidrBlock"])]
+    whole = ipaddress.IPv4Network(vsw["CidrBlock"])
+    wider = [e["SnatEntryId"] for e in entries if e not in own and not e["SourceVSwitchId"]
+             and whole.subnet_of(ipaddress.IPv4Network(e["SourceCIDR"], strict=False))]
+    if wider:
+        raise InvalidInput(f"{target} is covered by the wider SNAT entry {', '.join(wider)} too",
+                           hint="a partial entry would change nothing: pick another vSwitch")
+    removed = [{"entry_id": e["SnatEntryId"], "snat_ip": e["SnatIp"], "source_vswitch_id": e["SourceVSwitchId"],
+                "source_cidr": e["SourceCIDR"]} for e in own]
+    for entry in own:
+        _vpc(lab, topology, "DeleteSnatEntry", SnatTableId=topology.snat_table, SnatEntryId=entry["SnatEntryId"])
+    snat_ip = str(own[0]["SnatIp"]) if own else topology.nat_eip
+    created = _vpc(lab, topology, "CreateSnatEntry", SnatTableId=topology.snat_table, SourceCIDR=part, SnatIp=snat_ip)
+    _sync_router(lab)
+    return {"entry_id": created["SnatEntryId"], "cidr": part, "vswitch_cidr": vsw["CidrBlock"], "uncovered": uncovered,
+            "snat_ip": snat_ip, "removed": removed}
+
+
+def _partial_snat_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    detail = record.detail
+    if any(e["SnatEntryId"] == detail["entry_id"] for e in _snat_entries(lab, topology)):
+        _vpc(lab, topology, "DeleteSnatEntry", SnatTableId=topology.snat_table, SnatEntryId=str(detail["entry_id"]))
+    for entry in detail.get("removed", []):
+        source = {"SourceVSwitchId": entry["source_vswitch_id"]} if entry.get("source_vswitch_id") else \
+            {"SourceCIDR": entry["source_cidr"]}
+        _vpc(lab, topology, "CreateSnatEntry", SnatTableId=topology.snat_table, SnatIp=str(entry["snat_ip"]), **source)
+    _sync_router(lab)
+
+
+def _no_route(lab: LabDir, topology: Topology, target: str, args: FaultArgs) -> dict[str, Any]:
+    vsw = _cloud_vswitch(lab, topology, target)
+    current = (vsw.get("RouteTable") or {})
+    if current.get("RouteTableType") == "Custom":
+        raise InvalidInput(f"{target} is already bound to the custom route table {current.get('RouteTableId')}",
+                           hint="pick another vSwitch")
+    table = _vpc(lab, topology, "CreateRouteTable", VpcId=topology.vpc_id, RouteTableName=ROUTE_TABLE_NAME)
+    _vpc(lab, topology, "AssociateRouteTable", RouteTableId=table["RouteTableId"], VSwitchId=target)
+    _sync_router(lab)
+    return {"route_table_id": table["RouteTableId"], "vswitch_cidr": vsw["CidrBlock"]}
+
+
+def _no_route_restore(lab: LabDir, topology: Topology, record: FaultRecord) -> None:
+    table = str(record.detail["route_table_id"])
+    vsw = _cloud_vswitch(lab, topology, record.target)
+    if (vsw.get("RouteTable") or {}).get("RouteTableId") == table:
+        _vpc(lab, topology, "UnassociateRouteTable", RouteTableId=table, VSwitchId=record.target)
+    # someone may have added a route to it meanwhile (the fix doctor names): unbound is enough then
+    with contextlib.suppress(TerwayctlError):
+        _vpc(lab, topology, "DeleteRouteTable", RouteTableId=table)
+    _sync_router(lab)
+
+
+Injector = Callable[[LabDir, Topology, str, FaultArgs], dict[str, Any]]
 Restorer = Callable[[LabDir, Topology, FaultRecord], None]
 INJECT: dict[str, Injector] = {"no-snat": _no_snat, "exhaust": _exhaust, "rp-filter": _rp_filter,
                                "forward-drop": _forward_drop, "docker-port": _docker_port, "del-rule": _del_rule,
-                               "forward-rule": _forward_rule, "leaked-rule": _leaked_rule, "leaked-eni": _leaked_eni}
+                               "forward-rule": _forward_rule, "leaked-rule": _leaked_rule, "leaked-eni": _leaked_eni,
+                               "partial-snat": _partial_snat, "no-route": _no_route}
 CLEAR: dict[str, Restorer] = {"no-snat": _restore_snat, "exhaust": _unexhaust, "rp-filter": _rp_restore,
                               "forward-drop": _forward_restore, "docker-port": _docker_restore,
                               "del-rule": _rule_restore, "forward-rule": _forward_rule_restore,
-                              "leaked-rule": _leaked_rule_restore, "leaked-eni": _leaked_eni_restore}
+                              "leaked-rule": _leaked_rule_restore, "leaked-eni": _leaked_eni_restore,
+                              "partial-snat": _partial_snat_restore, "no-route": _no_route_restore}

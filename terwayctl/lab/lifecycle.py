@@ -153,7 +153,7 @@ def _up(lab: LabDir, topology: Topology, progress: Progress) -> None:
         network.setup_node(node.ns)
         _node_files(lab, topology, node, shim)
     progress("supervisor: emulator, VPC router, NAT gateway, internet"
-             + (", Kubernetes API server" if topology.kube else ""))
+             + (f", Kubernetes API server, Terway applied from {lab.values}" if topology.kube else ""))
     env = {**cloud_env("", topology.region), "PYTHONUNBUFFERED": "1"}
     pid = procs.spawn([sys.executable, "-m", "terwayctl", "lab", "serve", "--name", lab.name],
                       lab.path / "supervisor.log", env)

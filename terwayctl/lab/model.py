@@ -146,13 +146,17 @@ class Topology:
     def scenario(self) -> dict[str, Any]:
         """The emulator scenario that seeds the lab's cloud."""
         node_vsw = next(v for v in self.vswitches if v.role == NODE)
+        # eni_conf ip_stack dual (`lab up --config`): a dual-stack VPC, an IPv6 /64 on every vSwitch,
+        # so the daemons can run what their eni_conf asks for (without it they refuse the vSwitches)
+        ipv6 = {"ipv6": True} if self.eni_conf.get("ip_stack") == "dual" else {}
         return {
             "region": self.region,
             "zones": sorted({v.zone for v in self.vswitches}),
             "key_pairs": [{"access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET}],
-            "vpcs": [{"id": self.vpc_id, "cidr": self.vpc_cidr, "name": f"lab-{self.name}"}],
-            "vswitches": [{"id": v.id, "zone": v.zone, "cidr": v.cidr, "name": f"{v.role}-{v.zone}"}
-                          for v in self.vswitches],
+            "vpcs": [{"id": self.vpc_id, "cidr": self.vpc_cidr, "name": f"lab-{self.name}", **ipv6}],
+            "vswitches": [{"id": v.id, "zone": v.zone, "cidr": v.cidr, "name": f"{v.role}-{v.zone}",
+                           **({"ipv6_cidr_block": index} if ipv6 else {})}
+                          for index, v in enumerate(self.vswitches)],
             "security_groups": [{"id": self.security_group, "name": f"lab-{self.name}"}],
             "instances": [{"id": n.instance_id, "type": self.instance_type, "vswitch": n.vswitch_id,
                            "primary_eni": n.primary_eni, "name": n.name} for n in self.nodes],

@@ -2,7 +2,7 @@
 pods and faults, changed under an flock by every command), plus per-node directories.
 
     <labs root>/<name>/
-      lab.json  state.json  lock  emulator.sqlite  supervisor.log  supervisor.json  control.sock  kubeconfig
+      lab.json  state.json  lock  emulator.sqlite  supervisor.log  supervisor.json  control.sock  kubeconfig  values.yaml
       node1/  bin/terway  conf/10-terway.conflist  eni_conf.json  annotations.json  state/  eni.socket  daemon.log
 """
 
@@ -28,6 +28,7 @@ READY_FILE = "supervisor.json"
 CONTROL_SOCKET = "control.sock"
 EMULATOR_STATE = "emulator.sqlite"
 KUBECONFIG_FILE = "kubeconfig"
+VALUES_FILE = "values.yaml"
 
 
 @dataclass
@@ -101,6 +102,11 @@ class LabDir:
     def kubeconfig(self) -> Path:
         """The kubeconfig of the lab's API server (`lab up --kube`); the same file works in the nodes."""
         return self.path / KUBECONFIG_FILE
+
+    @property
+    def values(self) -> Path:
+        """`lab up --kube`: the values it applied, a file for `terwayctl apply -f` (terwayctl.lab.cluster)."""
+        return self.path / VALUES_FILE
 
     def node_dir(self, node: str) -> Path:
         return self.path / node

@@ -34,6 +34,7 @@ from typing import Any
 from terwayctl.core.errors import InvalidInput, TerwayctlError
 from terwayctl.emulator import ECS_VERSION, VPC_VERSION, Emulator, EniInfo, parse_scenario
 from terwayctl.emulator.signing import signed_params
+from terwayctl.emulator.store import route_table_of
 from terwayctl.kernel import netns
 from terwayctl.lab import network
 from terwayctl.lab.cluster import LabCluster
@@ -49,7 +50,7 @@ from terwayctl.lab.model import (
     gateway_of,
 )
 from terwayctl.lab.state import LabDir
-from terwayctl.lab.vpcsim import VpcRouter
+from terwayctl.lab.vpcsim import Unrouted, VpcRouter, apply_route_tables
 
 log = logging.getLogger("terwayctl.lab.supervisor")
 SNAT_POLL_S = 0.2
@@ -257,6 +258,7 @@ class Supervisor:
         self.api = CloudApi(self.emulator)
         self._snat_lock = threading.Lock()
         self._applied: list[network.SnatRule] | None = None
+        self._unrouted: list[Unrouted] | None = None
         self._stop = threading.Event()
         self._closers: list[Any] = []
         self.cluster: LabCluster | None = None
@@ -282,6 +284,7 @@ class Supervisor:
             "snat_create": lambda r: self.snat_create(str(r["vswitch"]), str(r.get("snat_ip") or "")),
             "exhaust": lambda r: self.exhaust(str(r["vswitch"])),
             "unexhaust": lambda r: self.unexhaust(str(r["vswitch"])),
+            "sync_router": lambda _: {"changed": self.sync_snat()},
             "kube_pod_put": lambda r: self._kube().pod_put(r),
             "kube_pod_delete": lambda r: self._kube().pod_delete(r),
         }).start().stop)
@@ -300,7 +303,7 @@ class Supervisor:
     def _start_cluster(self) -> None:
         """The lab's API server (terwayctl.lab.cluster), reachable on the same 127.0.0.1:<port> in every node."""
         cluster = LabCluster(self.topology, self.lab.kubeconfig, daemon_ready=self._daemon_ready,
-                             restart=self._restart_daemon).start()
+                             restart=self._restart_daemon, stop=self._stop_daemon).start()
         self.cluster = cluster
         self._closers.append(cluster.stop)
         for node in self.topology.nodes:
@@ -331,6 +334,14 @@ class Supervisor:
         with self.lab.locked() as state:
             state.daemon_pids[node_name] = pid
         log.info("restarted the daemon of %s: pid %d (was %d)", node_name, pid, old)
+
+    def _stop_daemon(self, node_name: str) -> None:
+        """A terway pod replaced by one the lab cannot run (an image it does not have): the node runs no daemon."""
+        from terwayctl.lab import lifecycle, procs
+
+        old = self.lab.read_state().daemon_pids.get(node_name, 0)
+        procs.stop(old, lifecycle.daemon_marker(self.lab))
+        log.info("stopped the daemon of %s (pid %d): its new terway pod cannot start", node_name, old)
 
     def wait(self) -> None:
         while not self._stop.wait(0.5):
@@ -383,15 +394,36 @@ class Supervisor:
                                 (self.topology.snat_table,)).fetchall()
         return [network.SnatRule(str(r[0]), str(r[1]).split(",")[0].strip()) for r in rows]
 
+    def unrouted(self) -> list[Unrouted]:
+        """The vSwitches whose route table (custom, else the VPC's system table) has no 0.0.0.0/0 route to a
+        NAT gateway: the VPC sends their pods' internet traffic nowhere."""
+        with self.emulator.store.transaction() as conn:
+            vswitches = conn.execute("SELECT vswitch_id, cidr FROM vswitches WHERE vpc_id = ? ORDER BY rowid",
+                                     (self.topology.vpc_id,)).fetchall()
+            found = []
+            for vsw in vswitches:
+                table, _ = route_table_of(conn, str(vsw[0]), self.topology.vpc_id)
+                if conn.execute("SELECT 1 FROM route_entries WHERE route_table_id = ? AND destination = '0.0.0.0/0' "
+                                "AND next_hop_type = 'NatGateway'", (table,)).fetchone() is None:
+                    found.append(Unrouted(str(vsw[0]), str(vsw[1]), table))
+        return found
+
     def sync_snat(self) -> bool:
-        """Make the router's NAT follow the SNAT table; True when the rules changed."""
+        """Make the router's NAT follow the SNAT table and the route tables; True when the rules changed."""
         with self._snat_lock:
             rules = self.snat_rules()
-            if rules == self._applied:
+            unrouted = self.unrouted()
+            if rules == self._applied and unrouted == self._unrouted:
                 return False
-            network.apply_router_nat(self.topology, rules)
-            self._applied = rules
-            log.info("router NAT: %s", ", ".join(f"{r.source_cidr}->{r.snat_ip}" for r in rules) or "no SNAT entries")
+            if rules != self._applied:
+                network.apply_router_nat(self.topology, rules)
+                self._applied = rules
+                log.info("router NAT: %s", ", ".join(f"{r.source_cidr}->{r.snat_ip}" for r in rules) or "no SNAT entries")
+            if unrouted != self._unrouted:
+                apply_route_tables(self.topology.router_ns, self.topology.name, unrouted)
+                self._unrouted = unrouted
+                log.info("router route tables: %s", ", ".join(f"{u.vswitch_id} ({u.route_table_id}) has no default "
+                                                              "route" for u in unrouted) or "every vSwitch routed")
             return True
 
     def _snat_loop(self) -> None:

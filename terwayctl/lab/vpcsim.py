@@ -19,6 +19,10 @@ Assign/UnassignPrivateIpAddresses of an attached ENI, and the per-IP routes foll
 same for a list of ENIs, e.g. to repair after a restart).
 On detach the router end is deleted, which removes the node end, the routes and the neighbours.
 
+The vSwitches' route tables: a vSwitch whose route table (its custom table, else the VPC's system
+table) has no 0.0.0.0/0 route to a NAT gateway reaches no internet; `apply_route_tables` drops its
+sources on the way out (``route_table_ruleset``), whatever the SNAT entries say.
+
 `VpcRouter` satisfies the emulator's `EniHook` Protocol (terwayctl/emulator/hooks.py).
 """
 
@@ -27,15 +31,16 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import subprocess
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from terwayctl.emulator.hooks import EniInfo
 from terwayctl.kernel import netns
 from terwayctl.kernel.netlink import NUD_PERMANENT, RT_SCOPE_LINK, RT_TABLE_MAIN, Netlink, is_absent
 from terwayctl.kernel.netns import Namespace
-from terwayctl.lab import vpcsim6
+from terwayctl.lab import naming, vpcsim6
 
 log = logging.getLogger("terwayctl.lab.vpcsim")
 
@@ -78,6 +83,36 @@ def prepare_router(router_ns: Namespace) -> None:
             ("net.ipv4.conf.all.proxy_arp", "1"),
         ],
     )
+
+
+@dataclass(frozen=True)
+class Unrouted:
+    """A vSwitch whose route table sends 0.0.0.0/0 to no NAT gateway: its pods reach no internet."""
+
+    vswitch_id: str
+    cidr: str
+    route_table_id: str
+
+
+def route_table_ruleset(table: str, wan: str, unrouted: Sequence[Unrouted]) -> str:
+    """The router's table for the route tables, replaced atomically: packets to the internet from a
+    vSwitch without a default route to the NAT gateway are dropped (a separate table: a drop in any
+    forward chain wins over the NAT gateway's accepts)."""
+    drops = "".join(f'    oifname "{wan}" ip saddr {u.cidr} counter drop comment "{u.vswitch_id}: route table '
+                    f'{u.route_table_id} has no 0.0.0.0/0 route to a NAT gateway"\n' for u in unrouted)
+    return (f"table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n"
+            f"  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{drops}  }}\n}}\n")
+
+
+def apply_route_tables(router_ns: Namespace, lab_name: str, unrouted: Sequence[Unrouted]) -> None:
+    """Make the router's route-table drops match `unrouted` (inside the lab's router namespace only)."""
+    if not str(router_ns).startswith(naming.NS_PREFIX):
+        raise ValueError(f"refusing to run nft outside a lab namespace: {router_ns!r}")
+    script = route_table_ruleset(f"{naming.nft_table(lab_name)}_routes", naming.wan_link(lab_name), unrouted)
+    done = subprocess.run(["ip", "netns", "exec", str(router_ns), "nft", "-f", "-"], input=script,
+                          capture_output=True, text=True, timeout=20, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"nft in {router_ns} failed: {done.stderr.strip()}")
 
 
 class VpcRouter:
