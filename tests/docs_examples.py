@@ -15,12 +15,23 @@ shown output. An HTML comment right before the fence declares how to run it (inv
     <!-- docs-test: not-run=kubectl -->    run the block but not the commands of these programs
     <!-- docs-test: env=emulator exports=none -->  the emulator runs, but its TERWAYCTL_ENDPOINT,
                                            ALIBABA_CLOUD_* are not exported (the block sets its own)
+    <!-- docs-test: needs=go -->           skipped (with the reason) where these programs are not
+                                           on PATH (comma-separated); CI installs them
 
 In every environment `sudo ` is dropped when running as root, the commands of one doc file share a
-working directory, a HOME and what they `export` / `eval` / `cd`, `echo $?` shows the status of the
-command before it, and `$ cat FILE` of a FILE that is not there yet writes the shown output to it
-first (the doc shows the example's input). For env=emulator every http://127.0.0.1:PORT in a command
-is the emulator the harness started.
+HOME and what they `export` / `eval` / `cd` (each block starts in a fresh working directory of its own,
+so the files one block writes are not another's input), `echo $?` shows the status of the command
+before it, and `$ cat FILE` of a FILE that is not there yet writes the shown output to it
+first (the doc shows the example's input; for env=lab with the doc's lab names made the run's). For
+env=emulator every http://127.0.0.1:PORT in a command is the emulator the harness started. GOCACHE and
+GOPATH are the caller's (or Go's defaults under the caller's HOME), so `cni build-shim` and `lab up`
+reuse the Go build cache although HOME is the session's.
+
+A command runs in the foreground until interrupted (`terwayctl cloud emulate`, a daemon) when its
+shown output has a line `^C`: the harness starts it in its own process group, waits until the lines
+shown before `^C` have appeared (a trailing `...` there is not waited for; at most the timeout), sends
+SIGINT to the group as a terminal's Ctrl-C does, and compares what it printed, with `^C` where the
+interrupt came, against the whole shown output.
 
 Shown output is compared after NORMALISERS (applied to both sides); a line `...` in the shown output
 matches any number of lines, and `...` inside a line matches any text.
@@ -34,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+INTERRUPT = "^C"   # a shown output line: the command runs until the harness sends SIGINT here
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<spec>.*?)\s*-->\s*$")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
 
@@ -61,6 +73,8 @@ NORMALISERS: list[tuple[re.Pattern[str], str]] = [
     # MACs and interface names of ENIs the emulator minted
     (re.compile(r"\b00:16:3e(?::[0-9a-f]{2}){3}\b"), "00:16:3e:<MAC>"),
     (re.compile(r"\beni[0-9a-f]{12}\b"), "eni<IFNAME>"),
+    # the running kernel's release: "kernel 6.18.44-fc-v1252)" on one machine, another in CI
+    (re.compile(r"\bkernel \d+\.\d+[^\s),;]*"), "kernel <KERNEL>"),
     # container ids
     (re.compile(r"\b[0-9a-f]{12}\b"), "<CID>"),
     # temporary and per-user paths
@@ -91,11 +105,23 @@ class Block:
     not_run: tuple[str, ...] = ()   # programs not run here (e.g. kubectl): such commands show no output
     exports: bool = True            # env=emulator: export what the emulator prints (exports=none: not)
     vary: str | None = None         # a regex of what else varies between runs in this block (<VARY>)
+    needs: tuple[str, ...] = ()     # programs the block needs on PATH (skipped without them)
     commands: list[Command] = field(default_factory=list)
 
     @property
     def id(self) -> str:
         return f"{self.path.relative_to(ROOT)}:{self.start + 1}"
+
+
+def until_interrupt(command: Command) -> list[str] | None:
+    """A foreground command's shown lines before `^C` (what to wait for, without a trailing `...`),
+    or None when the command is not interrupted."""
+    if INTERRUPT not in command.output:
+        return None
+    before = command.output[:command.output.index(INTERRUPT)]
+    while before and before[-1].strip() in ("...", "\u2026"):
+        before.pop()
+    return before
 
 
 def doc_files() -> list[Path]:
@@ -131,7 +157,8 @@ def parse_file(path: Path) -> list[Block]:
             spec = parse_spec(marker["spec"]) if marker else {}
             block = Block(path, index, fence["lang"], spec.get("env", "catalog"), spec.get("skip"),
                           tuple(filter(None, spec.get("not-run", "").split(","))),
-                          spec.get("exports") != "none", spec.get("vary"))
+                          spec.get("exports") != "none", spec.get("vary"),
+                          tuple(filter(None, spec.get("needs", "").split(","))))
             block.commands = _commands(lines, index + 1, close)
             blocks.append(block)
         index = close + 1

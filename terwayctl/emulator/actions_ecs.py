@@ -10,7 +10,7 @@ from terwayctl.data import embedded_catalog
 from terwayctl.emulator import ipv6
 from terwayctl.emulator import params as p
 from terwayctl.emulator.context import Call, Handler, Reply, eni_info, loads
-from terwayctl.emulator.errors import ApiError, not_found
+from terwayctl.emulator.errors import ApiError
 from terwayctl.emulator.hooks import HookEvent
 from terwayctl.emulator.store import (
     CREATED_AT,
@@ -22,6 +22,7 @@ from terwayctl.emulator.store import (
     new_id,
     new_mac,
     release_ips,
+    row_or_not_found,
     vswitch_row,
 )
 
@@ -67,9 +68,7 @@ def describe_instance_types(call: Call) -> Reply:
 
 
 def instance_type_of(conn: sqlite3.Connection, instance_id: str) -> InstanceType:
-    row = conn.execute("SELECT instance_type FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
-    if row is None:
-        raise not_found("Instance", instance_id)
+    row = row_or_not_found(conn, "SELECT instance_type FROM instances WHERE instance_id = ?", "Instance", instance_id)
     return embedded_catalog().by_name()[row["instance_type"]]
 
 
@@ -145,10 +144,7 @@ def _eip_of(conn: sqlite3.Connection, instance_id: str) -> Reply:
 
 
 def eni_row(conn: sqlite3.Connection, eni_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM enis WHERE eni_id = ?", (eni_id,)).fetchone()
-    if row is None:
-        raise not_found("Eni", eni_id)
-    return row  # type: ignore[no-any-return]
+    return row_or_not_found(conn, "SELECT * FROM enis WHERE eni_id = ?", "Eni", eni_id)
 
 
 def eni_reply(conn: sqlite3.Connection, eni: sqlite3.Row) -> Reply:
@@ -198,9 +194,7 @@ def _security_groups(call: Call, vpc_id: str) -> list[str]:
         raise ApiError("InvalidParameter.SecurityGroupIds",
                        f"An ENI can join at most {MAX_SECURITY_GROUPS} security groups.")
     for group in groups:
-        row = call.conn.execute("SELECT vpc_id FROM security_groups WHERE sg_id = ?", (group,)).fetchone()
-        if row is None:
-            raise not_found("SecurityGroup", group)
+        row = row_or_not_found(call.conn, "SELECT vpc_id FROM security_groups WHERE sg_id = ?", "SecurityGroup", group)
         if row["vpc_id"] != vpc_id:
             raise ApiError("InvalidSecurityGroupId.VpcMismatch",
                            f"The security group \"{group}\" is not in the vSwitch's VPC \"{vpc_id}\".")
@@ -261,10 +255,7 @@ def create_network_interface(call: Call) -> Reply:
 
 
 def _instance_row(conn: sqlite3.Connection, instance_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
-    if row is None:
-        raise not_found("Instance", instance_id)
-    return row  # type: ignore[no-any-return]
+    return row_or_not_found(conn, "SELECT * FROM instances WHERE instance_id = ?", "Instance", instance_id)
 
 
 def _wrong_state(eni: sqlite3.Row, wanted: str) -> ApiError:

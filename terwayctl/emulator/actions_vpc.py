@@ -25,6 +25,7 @@ from terwayctl.emulator.store import (
     mark_pending,
     new_id,
     route_table_of,
+    row_or_not_found,
     status_of,
     system_route_table,
 )
@@ -165,10 +166,7 @@ def describe_eip_addresses(call: Call) -> Reply:
 
 
 def _snat_table(conn: sqlite3.Connection, table_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM nat_gateways WHERE snat_table_id = ?", (table_id,)).fetchone()
-    if row is None:
-        raise not_found("SnatTable", table_id)
-    return row  # type: ignore[no-any-return]
+    return row_or_not_found(conn, "SELECT * FROM nat_gateways WHERE snat_table_id = ?", "SnatTable", table_id)
 
 
 def create_snat_entry(call: Call) -> Reply:
@@ -186,9 +184,7 @@ def create_snat_entry(call: Call) -> Reply:
     if (source_vsw is None) == (source_cidr is None):
         raise invalid_parameter("SourceVSwitchId", "give exactly one of SourceVSwitchId and SourceCIDR")
     if source_vsw is not None:
-        vsw = conn.execute("SELECT cidr, vpc_id FROM vswitches WHERE vswitch_id = ?", (source_vsw,)).fetchone()
-        if vsw is None:
-            raise not_found("VSwitch", source_vsw)
+        vsw = row_or_not_found(conn, "SELECT cidr, vpc_id FROM vswitches WHERE vswitch_id = ?", "VSwitch", source_vsw)
         if vsw["vpc_id"] != nat["vpc_id"]:
             raise invalid_parameter("SourceVSwitchId", f"{source_vsw} is not in the NAT gateway's VPC {nat['vpc_id']}")
         cidr = str(vsw["cidr"])
@@ -241,9 +237,7 @@ def create_vswitch(call: Call) -> Reply:
     vpc_id = p.required(call.params, "VpcId")
     zone = p.required(call.params, "ZoneId")
     text = p.required(call.params, "CidrBlock")
-    vpc = conn.execute("SELECT * FROM vpcs WHERE vpc_id = ?", (vpc_id,)).fetchone()
-    if vpc is None:
-        raise not_found("Vpc", vpc_id)
+    vpc = row_or_not_found(conn, "SELECT * FROM vpcs WHERE vpc_id = ?", "Vpc", vpc_id)
     if conn.execute("SELECT 1 FROM zones WHERE zone_id = ?", (zone,)).fetchone() is None:
         raise ApiError("InvalidZoneId.NotFound", f"The specified zone \"{zone}\" does not exist in {call.region}.",
                        404)
@@ -368,9 +362,7 @@ def create_route_table(call: Call) -> Reply:
     """A custom route table in a VPC (AssociateType VSwitch, the default): no custom route entries yet."""
     conn = call.conn
     vpc_id = p.required(call.params, "VpcId")
-    vpc = conn.execute("SELECT vpc_id FROM vpcs WHERE vpc_id = ?", (vpc_id,)).fetchone()
-    if vpc is None:
-        raise not_found("Vpc", vpc_id)
+    row_or_not_found(conn, "SELECT vpc_id FROM vpcs WHERE vpc_id = ?", "Vpc", vpc_id)
     associate = p.optional(call.params, "AssociateType") or "VSwitch"
     if associate != "VSwitch":
         raise invalid_parameter("AssociateType", f"{associate!r}: the emulator has vSwitch route tables only")
@@ -390,10 +382,7 @@ def _custom_table(conn: sqlite3.Connection, table_id: str) -> sqlite3.Row:
 
 
 def _vswitch_of(conn: sqlite3.Connection, vswitch_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT vswitch_id, vpc_id FROM vswitches WHERE vswitch_id = ?", (vswitch_id,)).fetchone()
-    if row is None:
-        raise not_found("VSwitch", vswitch_id)
-    return row  # type: ignore[no-any-return]
+    return row_or_not_found(conn, "SELECT vswitch_id, vpc_id FROM vswitches WHERE vswitch_id = ?", "VSwitch", vswitch_id)
 
 
 def associate_route_table(call: Call) -> Reply:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from terwayctl.emulator import params as p
 from terwayctl.emulator.errors import ApiError, not_found
+from terwayctl.emulator.store import row_or_not_found
 
 if TYPE_CHECKING:
     from terwayctl.emulator.context import Call
@@ -206,10 +207,7 @@ def sets_reply(conn: sqlite3.Connection, eni_id: str) -> Reply:
 
 
 def _eni(conn: sqlite3.Connection, eni_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM enis WHERE eni_id = ?", (eni_id,)).fetchone()
-    if row is None:
-        raise not_found("Eni", eni_id)
-    return row  # type: ignore[no-any-return]
+    return row_or_not_found(conn, "SELECT * FROM enis WHERE eni_id = ?", "Eni", eni_id)
 
 
 def _limit(conn: sqlite3.Connection, eni: sqlite3.Row) -> int:
@@ -352,12 +350,8 @@ def allocate_ipv6_internet_bandwidth(call: Call) -> Reply:
     bandwidth = p.integer(call.params, "Bandwidth", 0, 1, 5000)
     if bandwidth == 0:
         raise ApiError("MissingParameter", "Bandwidth is mandatory for this action.")
-    row = conn.execute("SELECT * FROM ipv6s WHERE address_id = ?", (aid,)).fetchone()
-    if row is None:
-        raise not_found("Ipv6Address", aid)
-    gateway = conn.execute("SELECT * FROM ipv6_gateways WHERE gateway_id = ?", (gid,)).fetchone()
-    if gateway is None:
-        raise not_found("Ipv6Gateway", gid)
+    row = row_or_not_found(conn, "SELECT * FROM ipv6s WHERE address_id = ?", "Ipv6Address", aid)
+    gateway = row_or_not_found(conn, "SELECT * FROM ipv6_gateways WHERE gateway_id = ?", "Ipv6Gateway", gid)
     eni = _eni(conn, row["eni_id"])
     if gateway["vpc_id"] != eni["vpc_id"]:
         raise ApiError("InvalidIpv6Gateway.VpcMismatch", f"The IPv6 gateway \"{gid}\" is not in the address's VPC.")

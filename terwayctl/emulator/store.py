@@ -162,11 +162,16 @@ class VSwitchRange:
         return max(0, self.network.num_addresses - defaults.VSWITCH_RESERVED_ADDRESSES)
 
 
-def vswitch_row(conn: sqlite3.Connection, vswitch_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM vswitches WHERE vswitch_id = ?", (vswitch_id,)).fetchone()
+def row_or_not_found(conn: sqlite3.Connection, query: str, kind: str, resource_id: str) -> sqlite3.Row:
+    """The row `query` selects by its one `?` (the id), or `Invalid<kind>Id.NotFound` as the real API answers."""
+    row = conn.execute(query, (resource_id,)).fetchone()
     if row is None:
-        raise not_found("VSwitch", vswitch_id)
+        raise not_found(kind, resource_id)
     return row  # type: ignore[no-any-return]
+
+
+def vswitch_row(conn: sqlite3.Connection, vswitch_id: str) -> sqlite3.Row:
+    return row_or_not_found(conn, "SELECT * FROM vswitches WHERE vswitch_id = ?", "VSwitch", vswitch_id)
 
 
 def vswitch_range(conn: sqlite3.Connection, vswitch_id: str) -> VSwitchRange:
