@@ -17,6 +17,7 @@ root filesystem (``--rootfs``): no image registry is needed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -55,6 +56,36 @@ def hidden_paths(extra: Iterable[Path] = ()) -> list[Path]:
     return sorted(p for p in paths if p.is_dir())
 
 
+MOUNT_POINT = Path("/run/eni")   # where the node's /var/run/eni is bound in the runtime's namespace
+
+
+def hold_mount_point() -> int:
+    """MOUNT_POINT, created if absent, held by a shared lock (a descriptor) while a runtime binds it, so
+    the last runtime to close removes it and a concurrent one never loses it under its bind mount."""
+    for _ in range(50):
+        MOUNT_POINT.mkdir(exist_ok=True)
+        fd = os.open(MOUNT_POINT, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(MOUNT_POINT).st_ino == os.fstat(fd).st_ino:   # not removed by a closing runtime meanwhile
+                return fd
+        os.close(fd)
+    raise RuntimeError(f"cannot hold {MOUNT_POINT}: it keeps being removed")
+
+
+def release_mount_point(fd: int) -> None:
+    """Drop our hold; remove MOUNT_POINT when no runtime holds it and it is empty (it was only a mount point)."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(OSError):
+            MOUNT_POINT.rmdir()
+    except BlockingIOError:
+        pass   # another runtime holds it
+    finally:
+        os.close(fd)
+
+
 class NodeRuntime:
     """podman on the node (see the module doc); `close()` removes its containers and ends the holder."""
 
@@ -63,11 +94,11 @@ class NodeRuntime:
         self.conf_dir = host_root / "etc/cni/net.d"
         self.bin_dir = host_root / "opt/cni/bin"
         self.eni_dir = host_root / "var/run/eni"
-        Path("/run/eni").mkdir(exist_ok=True)  # the mount point of the node's /var/run/eni (empty dir)
+        self.mount_point = hold_mount_point()
         hidden = hidden_paths()
         script = "set -e\n" + "".join(f"mount -t tmpfs -o size=1m,mode=0755 twhide {shlex.quote(str(p))}\n"
                                       for p in hidden)
-        script += f"mount --bind {shlex.quote(str(self.eni_dir))} /run/eni\n"
+        script += f"mount --bind {shlex.quote(str(self.eni_dir))} {MOUNT_POINT}\n"
         script += "echo ready\nexec sleep 100000\n"
         self.holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -75,6 +106,7 @@ class NodeRuntime:
         assert self.holder.stdout is not None
         line = self.holder.stdout.readline().strip()
         if line != "ready":
+            release_mount_point(self.mount_point)
             self.holder.kill()
             _, err = self.holder.communicate(timeout=10)
             raise RuntimeError(f"cannot set up the runtime's mount namespace: {err}")
@@ -102,4 +134,5 @@ class NodeRuntime:
             if self.holder.poll() is None:
                 os.kill(self.holder.pid, signal.SIGKILL)
         self.holder.communicate(timeout=10)
+        release_mount_point(self.mount_point)
         shutil.rmtree(self.runroot, ignore_errors=True)
