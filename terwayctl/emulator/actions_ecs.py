@@ -19,6 +19,7 @@ from terwayctl.emulator.store import (
     available_count,
     dumps,
     eni_ips,
+    eni_row,
     new_id,
     new_mac,
     release_ips,
@@ -141,10 +142,6 @@ def _eip_of(conn: sqlite3.Connection, instance_id: str) -> Reply:
 
 
 # --- network interfaces -------------------------------------------------------------------------
-
-
-def eni_row(conn: sqlite3.Connection, eni_id: str) -> sqlite3.Row:
-    return row_or_not_found(conn, "SELECT * FROM enis WHERE eni_id = ?", "Eni", eni_id)
 
 
 def eni_reply(conn: sqlite3.Connection, eni: sqlite3.Row) -> Reply:

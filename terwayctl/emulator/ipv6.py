@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from terwayctl.emulator import params as p
 from terwayctl.emulator.errors import ApiError, not_found
-from terwayctl.emulator.store import row_or_not_found
+from terwayctl.emulator.store import eni_row, row_or_not_found
 
 if TYPE_CHECKING:
     from terwayctl.emulator.context import Call
@@ -206,10 +206,6 @@ def sets_reply(conn: sqlite3.Connection, eni_id: str) -> Reply:
 # --- ECS actions -------------------------------------------------------------------------------------
 
 
-def _eni(conn: sqlite3.Connection, eni_id: str) -> sqlite3.Row:
-    return row_or_not_found(conn, "SELECT * FROM enis WHERE eni_id = ?", "Eni", eni_id)
-
-
 def _limit(conn: sqlite3.Connection, eni: sqlite3.Row) -> int:
     if not eni["instance_id"]:
         return MAX_UNATTACHED
@@ -227,7 +223,7 @@ def check_quota(conn: sqlite3.Connection, eni: sqlite3.Row, number: int) -> None
 
 def assign_ipv6_addresses(call: Call) -> Reply:
     conn = call.conn
-    eni = _eni(conn, p.required(call.params, "NetworkInterfaceId"))
+    eni = eni_row(conn, p.required(call.params, "NetworkInterfaceId"))
     wanted, number = p.count_or_addresses(call.params, "Ipv6AddressCount", "Ipv6Address", "InvalidParam.Ipv6Count",
                                           MAX_PER_CALL, "IPv6 addresses")
     if eni["status"] not in ("Available", "InUse"):
@@ -245,7 +241,7 @@ def assign_ipv6_addresses(call: Call) -> Reply:
 
 def unassign_ipv6_addresses(call: Call) -> Reply:
     conn = call.conn
-    eni = _eni(conn, p.required(call.params, "NetworkInterfaceId"))
+    eni = eni_row(conn, p.required(call.params, "NetworkInterfaceId"))
     addresses = p.addresses_to_release(call.params, "Ipv6Address", "MissingIpv6Address", "InvalidParam.Ipv6Count",
                                        MAX_PER_CALL, "IPv6 addresses")
     if eni["status"] not in ("Available", "InUse"):
@@ -352,7 +348,7 @@ def allocate_ipv6_internet_bandwidth(call: Call) -> Reply:
         raise ApiError("MissingParameter", "Bandwidth is mandatory for this action.")
     row = row_or_not_found(conn, "SELECT * FROM ipv6s WHERE address_id = ?", "Ipv6Address", aid)
     gateway = row_or_not_found(conn, "SELECT * FROM ipv6_gateways WHERE gateway_id = ?", "Ipv6Gateway", gid)
-    eni = _eni(conn, row["eni_id"])
+    eni = eni_row(conn, row["eni_id"])
     if gateway["vpc_id"] != eni["vpc_id"]:
         raise ApiError("InvalidIpv6Gateway.VpcMismatch", f"The IPv6 gateway \"{gid}\" is not in the address's VPC.")
     if conn.execute("SELECT 1 FROM ipv6_bandwidth WHERE address_id = ?", (aid,)).fetchone() is not None:

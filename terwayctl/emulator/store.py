@@ -170,6 +170,10 @@ def row_or_not_found(conn: sqlite3.Connection, query: str, kind: str, resource_i
     return row  # type: ignore[no-any-return]
 
 
+def eni_row(conn: sqlite3.Connection, eni_id: str) -> sqlite3.Row:
+    return row_or_not_found(conn, "SELECT * FROM enis WHERE eni_id = ?", "Eni", eni_id)
+
+
 def vswitch_row(conn: sqlite3.Connection, vswitch_id: str) -> sqlite3.Row:
     return row_or_not_found(conn, "SELECT * FROM vswitches WHERE vswitch_id = ?", "VSwitch", vswitch_id)
 
